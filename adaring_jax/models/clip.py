@@ -1,0 +1,537 @@
+"""Flax CLIP towers, numerically faithful to OpenAI CLIP / Hugging Face `CLIPModel`.
+
+Parameter names follow Hugging Face (`vision_model/encoder/layers/self_attn/q_proj/kernel`, ...),
+except that each tower's transformer blocks are stacked over depth: every leaf under
+`encoder/layers` has a leading axis of length `layers`, and the blocks run as a `jax.lax.scan`.
+That keeps compile time flat in depth and lets a tower run any contiguous range of its layers,
+which the trainer uses to compute the frozen text layers below the first adapted one only once.
+
+Adapters: each tower takes optional `LayerAdapters` (per-layer weights stacked over the adapted
+layers). In adapted block l the output becomes `Block_l(x) + scale * A_l(LN1_l(x))`, where
+`A_l(u) = relu(...relu(u W_1 + b_1)...) W_k + b_k` is a small MLP read off the stacked arrays
+(DESIGN.md 1.1). With no adapters the towers are plain CLIP.
+
+Public API:
+    model = preset("ViT-B/16")                 # architecture only
+    params = init_params(model, rng)           # random weights (HF initialization scheme)
+    model, params = load_pretrained(path_or_hub_id)
+    encode_image(model, params, pixels)        # (B, H, W, 3) CLIP-normalized -> (B, proj_dim)
+    encode_text(model, params, input_ids)      # (B, L) int32 -> (B, proj_dim)
+    logits(model, params, pixels, input_ids)   # (B_img, B_txt), scaled cosine similarities
+    save_pretrained(model, params, out_dir)
+    count_params(model)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+Array = jax.Array
+Params = dict[str, Any]
+
+ACTIVATIONS = {
+    # OpenAI CLIP's sigmoid approximation of GELU.
+    "quick_gelu": lambda x: x * jax.nn.sigmoid(1.702 * x),
+    # Hugging Face "gelu" is the exact (erf) GELU.
+    "gelu": lambda x: jax.nn.gelu(x, approximate=False),
+    "gelu_new": lambda x: jax.nn.gelu(x, approximate=True),
+    "gelu_pytorch_tanh": lambda x: jax.nn.gelu(x, approximate=True),
+    "relu": jax.nn.relu,
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Configuration
+
+
+@dataclasses.dataclass(frozen=True)
+class VisionConfig:
+    image_size: int
+    patch_size: int
+    width: int  # hidden_size
+    layers: int  # num_hidden_layers
+    heads: int  # num_attention_heads
+    mlp_dim: int  # intermediate_size
+    act: str = "quick_gelu"  # hidden_act
+    layer_norm_eps: float = 1e-5
+    num_channels: int = 3
+
+    @property
+    def num_patches(self) -> int:
+        return (self.image_size // self.patch_size) ** 2
+
+
+@dataclasses.dataclass(frozen=True)
+class TextConfig:
+    vocab_size: int
+    context_length: int  # max_position_embeddings
+    width: int
+    layers: int
+    heads: int
+    mlp_dim: int
+    act: str = "quick_gelu"
+    layer_norm_eps: float = 1e-5
+    # Hugging Face pooling: eos_token_id == 2 (legacy OpenAI configs) pools at argmax(ids);
+    # any other value pools at the first position holding eos_token_id.
+    eos_token_id: int = 2
+    bos_token_id: int = 1
+    pad_token_id: int = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class CLIPConfig:
+    vision: VisionConfig
+    text: TextConfig
+    projection_dim: int
+    logit_scale_init: float = 2.6592  # log(1 / 0.07)
+    dtype: str = "float32"  # compute dtype; parameters stay float32
+
+    def __post_init__(self):
+        for name, tower in (("vision", self.vision), ("text", self.text)):
+            if tower.act not in ACTIVATIONS:
+                raise ValueError(f"{name} activation {tower.act!r} is not supported; "
+                                 f"valid: {sorted(ACTIVATIONS)}")
+            if tower.width % tower.heads:
+                raise ValueError(f"{name} width {tower.width} is not divisible by "
+                                 f"{tower.heads} heads")
+        if self.vision.image_size % self.vision.patch_size:
+            raise ValueError(f"image_size {self.vision.image_size} is not a multiple of "
+                             f"patch_size {self.vision.patch_size}")
+
+
+def _openai(image_size, patch_size, vision_width, vision_layers, vision_heads,
+            text_width, text_heads, projection_dim) -> CLIPConfig:
+    return CLIPConfig(
+        vision=VisionConfig(image_size, patch_size, vision_width, vision_layers, vision_heads,
+                            4 * vision_width),
+        text=TextConfig(vocab_size=49408, context_length=77, width=text_width, layers=12,
+                        heads=text_heads, mlp_dim=4 * text_width,
+                        bos_token_id=49406, pad_token_id=1),
+        projection_dim=projection_dim)
+
+
+PRESETS: dict[str, CLIPConfig] = {
+    "ViT-B/32": _openai(224, 32, 768, 12, 12, 512, 8, 512),
+    "ViT-B/16": _openai(224, 16, 768, 12, 12, 512, 8, 512),
+    "ViT-L/14": _openai(224, 14, 1024, 24, 16, 768, 12, 768),
+    "ViT-L/14-336": _openai(336, 14, 1024, 24, 16, 768, 12, 768),
+    # Tiny architectures for tests and smoke runs (random weights, seconds on a CPU).
+    "tiny": CLIPConfig(
+        vision=VisionConfig(32, 8, 32, 4, 2, 64),
+        text=TextConfig(vocab_size=1000, context_length=16, width=32, layers=4, heads=2,
+                        mlp_dim=64, eos_token_id=999, bos_token_id=998, pad_token_id=999),
+        projection_dim=16),
+    "tiny-gelu": CLIPConfig(
+        vision=VisionConfig(30, 6, 24, 3, 3, 48, act="gelu"),
+        text=TextConfig(vocab_size=1000, context_length=12, width=24, layers=3, heads=3,
+                        mlp_dim=48, act="gelu"),
+        projection_dim=8),
+}
+# Config-friendly aliases: `arch=vit_b16` on the command line.
+ALIASES = {"vit_b32": "ViT-B/32", "vit_b16": "ViT-B/16", "vit_l14": "ViT-L/14",
+           "vit_l14_336": "ViT-L/14-336", "tiny_gelu": "tiny-gelu"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Adapters as the towers see them
+
+
+@struct.dataclass
+class LayerAdapters:
+    """Per-layer adapter weights of one tower, stacked over the adapted layers.
+
+    layers:  ascending 0-based block indices that get a branch (static).
+    kernels: kernels[j] has shape (N, in_j, out_j) with N = len(layers); in_0 = out_last = width.
+    biases:  biases[j] has shape (N, out_j), or is None for a bias-free projection.
+    scale:   multiplies the branch output; a scalar or shape (N,).
+    """
+    kernels: tuple[Array, ...]
+    biases: tuple[Array | None, ...]
+    scale: Array | float = 1.0
+    layers: tuple[int, ...] = struct.field(pytree_node=False, default=())
+
+
+def adapter_branch(kernels: Sequence[Array], biases: Sequence[Array | None], u: Array) -> Array:
+    """One layer's adapter MLP: dense layers with ReLU between them (not after the last)."""
+    h = u
+    for j, (w, b) in enumerate(zip(kernels, biases)):
+        if j:
+            h = jax.nn.relu(h)
+        h = h @ w.astype(h.dtype)
+        if b is not None:
+            h = h + b.astype(h.dtype)
+    return h
+
+
+def _check_adapters(adapters: LayerAdapters, width: int, depth: int, tower: str):
+    layers = adapters.layers
+    if list(layers) != sorted(set(layers)) or not layers or layers[0] < 0 or layers[-1] >= depth:
+        raise ValueError(f"{tower} adapter layers {layers} must be ascending, unique and within "
+                         f"0..{depth - 1}")
+    n = len(layers)
+    if len(adapters.kernels) != len(adapters.biases):
+        raise ValueError(f"{tower} adapters: {len(adapters.kernels)} kernels but "
+                         f"{len(adapters.biases)} biases")
+    dims = [width]
+    for j, w in enumerate(adapters.kernels):
+        if w.ndim != 3 or w.shape[0] != n or w.shape[1] != dims[-1]:
+            raise ValueError(f"{tower} adapter kernel {j} has shape {w.shape}; expected "
+                             f"({n}, {dims[-1]}, out) for {n} adapted layers")
+        dims.append(w.shape[2])
+    if dims[-1] != width:
+        raise ValueError(f"{tower} adapter output width {dims[-1]} != tower width {width}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Flax modules
+
+
+def _normal(std: float):
+    return nn.initializers.normal(stddev=std)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with Hugging Face's q/k/v/out projections (all with bias)."""
+    width: int
+    heads: int
+    depth: int  # tower depth, for the initialization scale
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: Array, causal: bool) -> Array:
+        head_dim = self.width // self.heads
+        in_std = self.width ** -0.5 * (2 * self.depth) ** -0.5
+        split = lambda t: t.reshape(*t.shape[:-1], self.heads, head_dim)
+        proj = lambda name, std: nn.Dense(self.width, dtype=self.dtype, kernel_init=_normal(std),
+                                          name=name)
+        q = split(proj("q_proj", in_std)(x))
+        k = split(proj("k_proj", in_std)(x))
+        v = split(proj("v_proj", in_std)(x))
+        # (B, T, heads, head_dim); scaled by head_dim**-0.5 as in CLIP. On GPU, XLA or cuDNN.
+        out = jax.nn.dot_product_attention(q, k, v, is_causal=causal)
+        out = out.reshape(*out.shape[:-2], self.width)
+        return proj("out_proj", self.width ** -0.5)(out)
+
+
+class MLP(nn.Module):
+    width: int
+    mlp_dim: int
+    act: str
+    depth: int
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        x = nn.Dense(self.mlp_dim, dtype=self.dtype, kernel_init=_normal((2 * self.width) ** -0.5),
+                     name="fc1")(x)
+        x = ACTIVATIONS[self.act](x)
+        in_std = self.width ** -0.5 * (2 * self.depth) ** -0.5
+        return nn.Dense(self.width, dtype=self.dtype, kernel_init=_normal(in_std), name="fc2")(x)
+
+
+class ResidualBlock(nn.Module):
+    """Pre-LN transformer block: x + attn(LN1 x), then + mlp(LN2 .); optional adapter branch."""
+    width: int
+    heads: int
+    mlp_dim: int
+    act: str
+    eps: float
+    depth: int
+    causal: bool
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: Array, adapter: tuple | None = None) -> Array:
+        ln = lambda name: nn.LayerNorm(epsilon=self.eps, dtype=self.dtype, name=name)
+        u = ln("layer_norm1")(x)
+        y = x + Attention(self.width, self.heads, self.depth, self.dtype, name="self_attn")(
+            u, self.causal)
+        y = y + MLP(self.width, self.mlp_dim, self.act, self.depth, self.dtype, name="mlp")(
+            ln("layer_norm2")(y))
+        if adapter is not None:
+            kernels, biases, scale = adapter
+            y = y + (scale * adapter_branch(kernels, biases, u)).astype(y.dtype)
+        return y
+
+
+class Encoder(nn.Module):
+    """A stack of `depth` residual blocks whose parameters are stacked over depth."""
+    width: int
+    heads: int
+    mlp_dim: int
+    act: str
+    eps: float
+    depth: int
+    causal: bool
+    dtype: Any = jnp.float32
+
+    def _block(self) -> ResidualBlock:
+        return ResidualBlock(self.width, self.heads, self.mlp_dim, self.act, self.eps, self.depth,
+                             self.causal, self.dtype, parent=None)
+
+    @nn.compact
+    def __call__(self, x: Array, adapters: LayerAdapters | None = None, start: int = 0,
+                 stop: int | None = None) -> Array:
+        block = self._block()
+        stacked = self.param(
+            "layers",
+            lambda rng: jax.vmap(lambda r: block.init(r, x[:1, :1])["params"])(
+                jax.random.split(rng, self.depth)))
+        stop = self.depth if stop is None else stop
+        adapted = set(adapters.layers) if adapters is not None else set()
+        # Contiguous runs of layers with the same adapted/plain status, each one lax.scan.
+        l = start
+        while l < stop:
+            on = l in adapted
+            end = l
+            while end < stop and (end in adapted) == on:
+                end += 1
+            sliced = jax.tree.map(lambda p: p[l:end], stacked)
+            if on:
+                j0 = adapters.layers.index(l)
+                j1 = j0 + (end - l)
+                scale = jnp.broadcast_to(jnp.asarray(adapters.scale, jnp.float32),
+                                         (len(adapters.layers),))[j0:j1]
+                per_layer = (tuple(k[j0:j1] for k in adapters.kernels),
+                             tuple(None if b is None else b[j0:j1] for b in adapters.biases),
+                             scale)
+            else:
+                per_layer = None
+
+            def body(h, xs):
+                p, a = xs
+                return block.apply({"params": p}, h, a), None
+
+            x, _ = jax.lax.scan(body, x, (sliced, per_layer))
+            l = end
+        return x
+
+
+def _encoder(cfg: VisionConfig | TextConfig, causal: bool, dtype) -> Encoder:
+    return Encoder(cfg.width, cfg.heads, cfg.mlp_dim, cfg.act, cfg.layer_norm_eps, cfg.layers,
+                   causal, dtype, name="encoder")
+
+
+class VisionEmbeddings(nn.Module):
+    """Bias-free patch conv, class token and learned positions."""
+    cfg: VisionConfig
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, pixels: Array) -> Array:
+        c = self.cfg
+        x = nn.Conv(c.width, (c.patch_size, c.patch_size), strides=(c.patch_size, c.patch_size),
+                    padding="VALID", use_bias=False, dtype=self.dtype, kernel_init=_normal(0.02),
+                    name="patch_embedding")(pixels.astype(self.dtype))
+        x = x.reshape(x.shape[0], -1, c.width)
+        cls = self.param("class_embedding", _normal(c.width ** -0.5), (c.width,))
+        cls = jnp.broadcast_to(cls.astype(x.dtype), (x.shape[0], 1, c.width))
+        positions = nn.Embed(c.num_patches + 1, c.width, embedding_init=_normal(0.02),
+                             name="position_embedding").embedding
+        return jnp.concatenate([cls, x], axis=1) + positions.astype(x.dtype)
+
+
+class VisionTower(nn.Module):
+    """ViT: embeddings, pre-LN, residual blocks, post-LN on the class token."""
+    cfg: VisionConfig
+    dtype: Any = jnp.float32
+
+    def setup(self):
+        c = self.cfg
+        self.embeddings = VisionEmbeddings(c, self.dtype)
+        self.pre_layrnorm = nn.LayerNorm(epsilon=c.layer_norm_eps, dtype=self.dtype)
+        self.encoder = _encoder(c, causal=False, dtype=self.dtype)
+        self.post_layernorm = nn.LayerNorm(epsilon=c.layer_norm_eps, dtype=self.dtype)
+
+    def embed(self, pixels: Array) -> Array:
+        c = self.cfg
+        if pixels.shape[1:] != (c.image_size, c.image_size, c.num_channels):
+            raise ValueError(f"pixels have shape {pixels.shape}; this model takes "
+                             f"(batch, {c.image_size}, {c.image_size}, {c.num_channels}) NHWC")
+        return self.pre_layrnorm(self.embeddings(pixels))
+
+    def pool(self, h: Array) -> Array:
+        return self.post_layernorm(h[:, 0])
+
+    def __call__(self, pixels, adapters=None, start=0, stop=None):
+        return self.pool(self.encoder(self.embed(pixels), adapters, start, stop))
+
+
+def eos_positions(input_ids: Array, eos_token_id: int) -> Array:
+    """Hugging Face CLIP pooling positions: argmax(ids) when eos_token_id == 2 (legacy OpenAI
+    configs, where the end-of-text id is the largest), else the first position holding eos."""
+    if eos_token_id == 2:
+        return jnp.argmax(input_ids, axis=-1)
+    return jnp.argmax(input_ids == eos_token_id, axis=-1)
+
+
+class TextEmbeddings(nn.Module):
+    """Token plus learned position embeddings."""
+    cfg: TextConfig
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, input_ids: Array) -> Array:
+        c = self.cfg
+        length = input_ids.shape[-1]
+        if length > c.context_length:
+            raise ValueError(f"input_ids have length {length} > context length "
+                             f"{c.context_length}")
+        tokens = nn.Embed(c.vocab_size, c.width, embedding_init=_normal(0.02),
+                          name="token_embedding")(input_ids)
+        positions = nn.Embed(c.context_length, c.width, embedding_init=_normal(0.02),
+                             name="position_embedding").embedding[:length]
+        return (tokens + positions).astype(self.dtype)
+
+
+class TextTower(nn.Module):
+    """Causal text transformer: embeddings, blocks, final LN, end-of-text pooling."""
+    cfg: TextConfig
+    dtype: Any = jnp.float32
+
+    def setup(self):
+        c = self.cfg
+        self.embeddings = TextEmbeddings(c, self.dtype)
+        self.encoder = _encoder(c, causal=True, dtype=self.dtype)
+        self.final_layer_norm = nn.LayerNorm(epsilon=c.layer_norm_eps, dtype=self.dtype)
+
+    def embed(self, input_ids: Array) -> Array:
+        return self.embeddings(input_ids)
+
+    def pool(self, h: Array, input_ids: Array) -> Array:
+        h = self.final_layer_norm(h)
+        idx = eos_positions(input_ids, self.cfg.eos_token_id)
+        return jnp.take_along_axis(h, idx[:, None, None], axis=1)[:, 0]
+
+    def __call__(self, input_ids, adapters=None, start=0, stop=None):
+        h = self.encoder(self.embed(input_ids), adapters, start, stop)
+        return self.pool(h, input_ids)
+
+
+class CLIP(nn.Module):
+    """Both towers, their bias-free projections and the learned logit scale."""
+    config: CLIPConfig
+
+    def setup(self):
+        c = self.config
+        dtype = jnp.dtype(c.dtype)
+        self.vision_model = VisionTower(c.vision, dtype)
+        self.text_model = TextTower(c.text, dtype)
+        self.visual_projection = nn.Dense(c.projection_dim, use_bias=False, dtype=dtype,
+                                          kernel_init=_normal(c.vision.width ** -0.5))
+        self.text_projection = nn.Dense(c.projection_dim, use_bias=False, dtype=dtype,
+                                        kernel_init=_normal(c.text.width ** -0.5))
+        self.logit_scale = self.param("logit_scale", nn.initializers.constant(c.logit_scale_init),
+                                      ())
+
+    def encode_image(self, pixels, adapters: LayerAdapters | None = None):
+        if adapters is not None:
+            _check_adapters(adapters, self.config.vision.width, self.config.vision.layers,
+                            "vision")
+        return self.visual_projection(self.vision_model(pixels, adapters))
+
+    def encode_text(self, input_ids, adapters: LayerAdapters | None = None):
+        if adapters is not None:
+            _check_adapters(adapters, self.config.text.width, self.config.text.layers, "text")
+        return self.text_projection(self.text_model(input_ids, adapters))
+
+    # Pieces of the text tower, for callers that cache the frozen bottom layers of fixed prompts.
+    def text_hidden(self, input_ids, stop: int):
+        """Hidden states after text layers [0, stop) with no adapters."""
+        return self.text_model.encoder(self.text_model.embed(input_ids), None, 0, stop)
+
+    def text_from_hidden(self, hidden, input_ids, start: int,
+                         adapters: LayerAdapters | None = None):
+        """Finish the text tower from layer `start` on hidden states from `text_hidden`."""
+        if adapters is not None:
+            _check_adapters(adapters, self.config.text.width, self.config.text.layers, "text")
+        h = self.text_model.encoder(hidden, adapters, start, None)
+        return self.text_projection(self.text_model.pool(h, input_ids))
+
+    def __call__(self, pixels, input_ids, vision_adapters=None, text_adapters=None):
+        img = self.encode_image(pixels, vision_adapters)
+        txt = self.encode_text(input_ids, text_adapters)
+        return scaled_cosine(img, txt, self.logit_scale)
+
+
+# ---------------------------------------------------------------------------------------------
+# Functional API
+
+
+def scaled_cosine(image_features: Array, text_features: Array, logit_scale: Array) -> Array:
+    """exp(logit_scale) * cos(image, text): (B_img, D) x (B_txt, D) -> (B_img, B_txt)."""
+    img = image_features / jnp.linalg.norm(image_features, axis=-1, keepdims=True)
+    txt = text_features / jnp.linalg.norm(text_features, axis=-1, keepdims=True)
+    return jnp.exp(logit_scale) * img.astype(jnp.float32) @ txt.astype(jnp.float32).T
+
+
+def preset(name: str, **overrides) -> CLIP:
+    """An architecture by name ("ViT-B/16", or an alias like "vit_b16"); no weights."""
+    key = ALIASES.get(name, name)
+    if key not in PRESETS:
+        raise ValueError(f"unknown CLIP architecture {name!r}; valid: "
+                         f"{sorted(PRESETS)} (aliases: {sorted(ALIASES)})")
+    return CLIP(dataclasses.replace(PRESETS[key], **overrides))
+
+
+def _dummy_inputs(model: CLIP):
+    v, t = model.config.vision, model.config.text
+    return (jnp.zeros((1, v.image_size, v.image_size, v.num_channels), jnp.float32),
+            jnp.zeros((1, t.context_length), jnp.int32))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def init_params(model: CLIP, rng: Array) -> Params:
+    """Random parameters with Hugging Face's CLIP initialization scales."""
+    return model.init(rng, *_dummy_inputs(model))["params"]
+
+
+def param_shapes(model: CLIP) -> Params:
+    """The parameter tree as `jax.ShapeDtypeStruct`s; allocates nothing."""
+    return jax.eval_shape(lambda rng: init_params(model, rng), jax.random.key(0))
+
+
+def count_params(model: CLIP) -> int:
+    """Number of parameters, from shapes alone."""
+    return sum(math.prod(x.shape) for x in jax.tree.leaves(param_shapes(model)))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def encode_image(model: CLIP, params: Params, pixels: Array,
+                 adapters: LayerAdapters | None = None) -> Array:
+    """CLIP-normalized NHWC pixels -> projected image features (not L2-normalized)."""
+    return model.apply({"params": params}, pixels, adapters, method=CLIP.encode_image)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def encode_text(model: CLIP, params: Params, input_ids: Array,
+                adapters: LayerAdapters | None = None) -> Array:
+    """Token ids (B, L) -> projected text features at the end-of-text position."""
+    return model.apply({"params": params}, jnp.asarray(input_ids, jnp.int32), adapters,
+                       method=CLIP.encode_text)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def logits(model: CLIP, params: Params, pixels: Array, input_ids: Array) -> Array:
+    """Hugging Face's `logits_per_image`."""
+    return model.apply({"params": params}, pixels, jnp.asarray(input_ids, jnp.int32))
+
+
+def load_pretrained(path_or_hub_id: str, dtype: str = "float32"):
+    """(model, params) from a Hugging Face CLIP directory or hub id; see `convert`."""
+    from adaring_jax.models import convert
+    return convert.load_pretrained(path_or_hub_id, dtype=dtype)
+
+
+def save_pretrained(model: CLIP, params: Params, out_dir: str, tokenizer_dir: str | None = None):
+    """Write a Hugging Face CLIP directory (config.json + model.safetensors)."""
+    from adaring_jax.models import convert
+    return convert.save_pretrained(model, params, out_dir, tokenizer_dir=tokenizer_dir)

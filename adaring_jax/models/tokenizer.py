@@ -1,0 +1,111 @@
+"""The CLIP tokenizer (Hugging Face `transformers`), checked against the model it feeds.
+
+`load_tokenizer` reads `vocab.json` + `merges.txt` (or `tokenizer.json`) from a checkpoint
+directory and refuses a vocabulary whose size differs from the text tower's: transformers 5 can
+silently hand back a 2-token tokenizer when a hub download fails, which would otherwise only show
+up as garbage accuracy.
+
+`write_vocab` builds a CLIP-format byte-level BPE vocabulary covering a given word list; the
+embedded `shapes` world uses it for its tiny CLIP, and tests use it for tiny checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Sequence
+
+import numpy as np
+
+from adaring_jax.models import clip
+
+START, END = "<|startoftext|>", "<|endoftext|>"
+
+
+class TokenizerError(ValueError):
+    """A tokenizer that is missing or does not fit the model."""
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2/CLIP byte-level alphabet: printable bytes map to themselves, the rest to U+0100+."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
+                 *range(ord("®"), ord("ÿ") + 1)]
+    table, extra = {}, 0
+    for b in range(256):
+        if b in printable:
+            table[b] = chr(b)
+        else:
+            table[b] = chr(256 + extra)
+            extra += 1
+    return table
+
+
+def write_vocab(words: Sequence[str], out_dir: str) -> int:
+    """Write vocab.json, merges.txt and tokenizer_config.json for a CLIP BPE whose merges spell
+    each of `words` (lower-cased) as one token where possible. Returns the vocabulary size:
+    512 byte symbols + one per merge + <|startoftext|> + <|endoftext|> (the last two ids)."""
+    alphabet = list(_bytes_to_unicode().values())
+    vocab = alphabet + [c + "</w>" for c in alphabet]
+    merges: list[tuple[str, str]] = []
+    known = set(vocab)
+    byte_map = _bytes_to_unicode()
+    for word in sorted({w.lower() for w in words if w}):
+        symbols = [byte_map[b] for b in word.encode("utf-8")]
+        symbols[-1] += "</w>"
+        left = symbols[0]
+        for right in symbols[1:]:
+            merged = left + right
+            if merged not in known:
+                merges.append((left, right))
+                vocab.append(merged)
+                known.add(merged)
+            left = merged
+    vocab += [START, END]
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "vocab.json"), "w", encoding="utf-8") as f:
+        json.dump({tok: i for i, tok in enumerate(vocab)}, f, ensure_ascii=False)
+    with open(os.path.join(out_dir, "merges.txt"), "w", encoding="utf-8") as f:
+        f.write("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
+    with open(os.path.join(out_dir, "tokenizer_config.json"), "w") as f:
+        json.dump({"tokenizer_class": "CLIPTokenizer", "bos_token": START, "eos_token": END,
+                   "pad_token": END, "unk_token": END, "model_max_length": 77}, f, indent=2)
+    return len(vocab)
+
+
+class Tokenizer:
+    """Texts -> int32 ids of shape (B, context_length): <start> tokens <end>, padded, truncated
+    so that the end-of-text token is always kept."""
+
+    def __init__(self, hf_tokenizer, context_length: int):
+        self.hf = hf_tokenizer
+        self.context_length = context_length
+        self.eos_token_id = hf_tokenizer.convert_tokens_to_ids(END)
+        self.vocab_size = len(hf_tokenizer)
+
+    def __call__(self, texts: Sequence[str] | str, context_length: int | None = None) -> np.ndarray:
+        if isinstance(texts, str):
+            texts = [texts]
+        out = self.hf(list(texts), padding="max_length", truncation=True,
+                      max_length=context_length or self.context_length, return_tensors="np")
+        return out["input_ids"].astype(np.int32)
+
+
+def load_tokenizer(directory: str, text: clip.TextConfig) -> Tokenizer:
+    """The CLIP tokenizer saved in `directory`, validated against the text tower `text`."""
+    if not any(os.path.exists(os.path.join(directory, f))
+               for f in ("tokenizer.json", "vocab.json")):
+        raise TokenizerError(f"no tokenizer in {directory}: looked for tokenizer.json or "
+                             "vocab.json + merges.txt (save them beside config.json)")
+    import transformers
+    try:
+        hf = transformers.CLIPTokenizer.from_pretrained(directory)
+    except Exception as e:
+        raise TokenizerError(f"cannot load the CLIP tokenizer from {directory}: {e}") from e
+    if len(hf) != text.vocab_size:
+        raise TokenizerError(
+            f"tokenizer in {directory} has {len(hf)} tokens but the text tower's vocab_size is "
+            f"{text.vocab_size}; the tokenizer files do not belong to this checkpoint")
+    tok = Tokenizer(hf, text.context_length)
+    if tok.eos_token_id is None or not 0 <= tok.eos_token_id < text.vocab_size:
+        raise TokenizerError(f"tokenizer in {directory} has no {END} token")
+    return tok
