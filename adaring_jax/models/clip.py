@@ -286,33 +286,32 @@ class Encoder(nn.Module):
             lambda rng: jax.vmap(lambda r: block.init(r, x[:1, :1])["params"])(
                 jax.random.split(rng, self.depth)))
         stop = self.depth if stop is None else stop
-        adapted = set(adapters.layers) if adapters is not None else set()
-        # Contiguous runs of layers with the same adapted/plain status, each one lax.scan.
-        l = start
-        while l < stop:
-            on = l in adapted
-            end = l
-            while end < stop and (end in adapted) == on:
-                end += 1
-            sliced = jax.tree.map(lambda p: p[l:end], stacked)
-            if on:
-                j0 = adapters.layers.index(l)
-                j1 = j0 + (end - l)
-                scale = jnp.broadcast_to(jnp.asarray(adapters.scale, jnp.float32),
-                                         (len(adapters.layers),))[j0:j1]
-                per_layer = (tuple(k[j0:j1] for k in adapters.kernels),
-                             tuple(None if b is None else b[j0:j1] for b in adapters.biases),
-                             scale)
-            else:
-                per_layer = None
+        sliced = jax.tree.map(lambda p: p[start:stop], stacked)
+        per_layer = None if adapters is None else _spread(adapters, start, stop)
 
-            def body(h, xs):
-                p, a = xs
-                return block.apply({"params": p}, h, a), None
+        def body(h, xs):
+            p, a = xs
+            return block.apply({"params": p}, h, a), None
 
-            x, _ = jax.lax.scan(body, x, (sliced, per_layer))
-            l = end
+        # One scan over the whole range, adapted or not: in layers without an adapter the
+        # branch has zero weights and zero scale. Splitting the range into separate scans
+        # would let XLA compile a one-layer piece differently from the plain tower, and a
+        # zero-initialized adapter would then move the features by float rounding.
+        x, _ = jax.lax.scan(body, x, (sliced, per_layer))
         return x
+
+
+def _spread(adapters: LayerAdapters, start: int, stop: int):
+    """Adapter weights for every layer in [start, stop): the adapted layers' own, zeros (and
+    scale 0) elsewhere. Returns (kernels, biases, scale), each with leading axis stop - start."""
+    n = len(adapters.layers)
+    slot = {l: j for j, l in enumerate(adapters.layers)}
+    idx = jnp.asarray([slot.get(l, n) for l in range(start, stop)], jnp.int32)
+    pad = lambda w: jnp.concatenate([w, jnp.zeros((1, *w.shape[1:]), w.dtype)])[idx]
+    scale = jnp.broadcast_to(jnp.asarray(adapters.scale, jnp.float32), (n,))
+    return (tuple(pad(k) for k in adapters.kernels),
+            tuple(None if b is None else pad(b) for b in adapters.biases),
+            pad(scale))
 
 
 def _encoder(cfg: VisionConfig | TextConfig, causal: bool, dtype) -> Encoder:

@@ -11,6 +11,7 @@ may be (apart from PyTorch's non-parameter `position_ids` buffers); otherwise th
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -310,3 +311,22 @@ def save_pretrained(model: clip.CLIP, params, out_dir: str, tokenizer_dir: str |
                     os.path.join(out_dir, name)):
                 shutil.copy(src, out_dir)
     return out_dir
+
+
+def load_architecture(path_or_hub_id: str, dtype: str = "float32") -> clip.CLIPConfig:
+    """The CLIP architecture of a checkpoint from its config.json alone (no weights read)."""
+    directory = resolve(path_or_hub_id)
+    path = os.path.join(directory, "config.json")
+    if not os.path.exists(path):
+        raise CheckpointError(f"no config.json in {directory}")
+    with open(path) as f:
+        return config_from_hf(json.load(f), dtype=dtype)
+
+
+def architecture(arch: str, checkpoint: str, dtype: str = "float32") -> clip.CLIPConfig:
+    """A preset by name when `arch` is set, else the checkpoint's own architecture."""
+    if arch:
+        return dataclasses.replace(clip.preset(arch).config, dtype=dtype)
+    if not checkpoint:
+        raise ValueError("set model.arch (a preset such as vit_b16) or model.checkpoint")
+    return load_architecture(checkpoint, dtype)

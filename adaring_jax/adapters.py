@@ -1,0 +1,300 @@
+"""Adapter methods: the MMA dense bank, AdaRing tensor-ring banks, and their heterogeneous mix.
+
+All methods produce the same thing for the CLIP towers: per tower, a `clip.LayerAdapters` with
+the per-layer MLP `u -> Up(relu(Shared(relu(Down u + b) + b)) + b)` (DESIGN.md 1.1) stacked over
+the adapted layers, applied as `Block_l(x) + alpha * A_l(LN1_l(x))`.
+
+- `mma`: dense Down (d -> h) and Up (h -> d) per tower and layer, a Shared (h -> h) projection
+  common to both towers at the same depth, all with bias; MMA's init (Kaiming normal, fan_out,
+  zero biases).
+- `adaring`: every kernel family, stacked over layers to (N, I, O), is a tensor ring whose first
+  core holds the layer-specific slices and whose other cores (I and O split into small modes)
+  are shared by all layers. Down/Shared biases stay dense (h per layer); the Up bias is one dense
+  (N, d) array shared by the banks. `ranks` gives one ring rank per bank: K = 1 is single AdaRing;
+  K > 1 mixes the banks per layer with softmax gates. Because ReLU acts elementwise, the gated sum
+  of K bottleneck MLPs is one MLP with concatenated Down, block-diagonal Shared and gate-scaled
+  stacked Up, which is what the towers receive.
+- `zeroshot`: no adapters.
+
+MMA's gradient treatment: MMA scales the branch by alpha in the forward pass and divides the
+gradient by alpha on the way back into the adapter, so the adapter weights see the gradient of an
+unscaled branch while the backbone's activations get their exact gradient. We get the same
+gradients by passing the materialized weights through `grad_scale(w, 1/alpha)` (identity forward,
+gradient times 1/alpha) and letting the tower apply alpha normally (`unscaled_grads=True`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from adaring_jax import tensor_ring as tr
+from adaring_jax.models import clip
+
+METHODS = ("zeroshot", "mma", "adaring")
+TOWERS = ("vision", "text")
+Params = dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class AdapterSpec:
+    """Static description of an adapter bank (hashable: usable as a jit static argument)."""
+    method: str
+    widths: tuple[int, int]  # (vision, text) tower widths
+    layers: tuple[int, ...]  # 0-based adapted blocks, the same in both towers (Shared pairs them)
+    hidden: int = 32  # bottleneck width h
+    alpha: float = 0.001  # branch scale
+    unscaled_grads: bool = True  # MMA's gradient treatment (see module docstring)
+    ranks: tuple[int, ...] = (2, 4, 8)  # adaring: one TR rank per bank
+    max_mode: int = 16  # adaring: split wide modes into factors <= max_mode (0: no split)
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"unknown method {self.method!r}; valid: {', '.join(METHODS)}")
+        if self.method != "zeroshot" and not self.layers:
+            raise ValueError(f"method {self.method!r} needs at least one adapted layer")
+        if self.method == "adaring" and (not self.ranks or min(self.ranks) < 1):
+            raise ValueError(f"adaring ranks must be positive integers, got {self.ranks}")
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+    def modes(self, n: int) -> tuple[int, ...]:
+        return tr.factorize(n, self.max_mode) if self.max_mode else (n,)
+
+    def families(self) -> dict[tuple[str, str], tuple[int, int]]:
+        """(owner, family) -> (I, O) of the kernel family; owner is a tower or 'shared'."""
+        out = {}
+        for tower, d in zip(TOWERS, self.widths):
+            out[(tower, "down")] = (d, self.hidden)
+            out[(tower, "up")] = (self.hidden, d)
+        out[("shared", "shared")] = (self.hidden, self.hidden)
+        return out
+
+
+def make_spec(method: str, model_config: clip.CLIPConfig, start: int, end: int, **kwargs
+              ) -> AdapterSpec:
+    """Spec for blocks start..end, 1-based inclusive as in MMA (5..12 = 0-based 4..11)."""
+    depth = min(model_config.vision.layers, model_config.text.layers)
+    if method != "zeroshot" and not 1 <= start <= end <= depth:
+        raise ValueError(f"adapter layers {start}..{end} (1-based) must lie within 1..{depth}")
+    layers = tuple(range(start - 1, end)) if method != "zeroshot" else ()
+    return AdapterSpec(method, (model_config.vision.width, model_config.text.width), layers,
+                       **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# Initialization
+
+
+def _kaiming_fan_out(out_features: int) -> float:
+    """std of PyTorch's kaiming_normal_(mode='fan_out', nonlinearity='relu'), MMA's init."""
+    return math.sqrt(2.0 / out_features)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def init(spec: AdapterSpec, rng: jax.Array) -> Params:
+    """Fresh trainable adapter parameters (a pytree apart from the frozen backbone)."""
+    n = spec.num_layers
+    fams = spec.families()
+    if spec.method == "zeroshot":
+        return {}
+    if spec.method == "mma":
+        keys = dict(zip(fams, jax.random.split(rng, len(fams))))
+        params: Params = {}
+        for (owner, fam), (i, o) in fams.items():
+            node = params.setdefault(owner, {}) if owner != "shared" else params
+            node[fam] = {
+                "kernel": _kaiming_fan_out(o) * jax.random.normal(keys[(owner, fam)], (n, i, o)),
+                "bias": jnp.zeros((n, o)),
+            }
+        return params
+    params = {}
+    bank_keys = jax.random.split(rng, len(spec.ranks))
+    for b, (rank, key) in enumerate(zip(spec.ranks, bank_keys)):
+        keys = dict(zip(fams, jax.random.split(key, len(fams))))
+        bank: Params = {}
+        for (owner, fam), (i, o) in fams.items():
+            modes = (n, *spec.modes(i), *spec.modes(o))
+            entry = {"cores": tr.tr_init(keys[(owner, fam)], (rank,) * len(modes), modes,
+                                         _kaiming_fan_out(o), zero_first=fam == "up")}
+            if fam != "up":
+                entry["bias"] = jnp.zeros((n, o))
+            (bank.setdefault(owner, {}) if owner != "shared" else bank)[fam] = entry
+        params[f"bank_{b}"] = bank
+    params["up_bias"] = {t: jnp.zeros((n, d)) for t, d in zip(TOWERS, spec.widths)}
+    if len(spec.ranks) > 1:
+        params["gates"] = {t: jnp.zeros((n, len(spec.ranks))) for t in TOWERS}
+    return params
+
+
+def param_shapes(spec: AdapterSpec) -> Params:
+    return jax.eval_shape(lambda k: init(spec, k), jax.random.key(0))
+
+
+def count(spec: AdapterSpec) -> int:
+    """Trainable parameters, from shapes alone."""
+    return sum(math.prod(x.shape) for x in jax.tree.leaves(param_shapes(spec)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Materialization: trainable params -> per-layer weight stacks
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def grad_scale(x, factor: float):
+    """Identity in the forward pass; multiplies the incoming gradient by `factor`."""
+    return x
+
+
+def _grad_scale_fwd(x, factor):
+    return x, None
+
+
+def _grad_scale_bwd(factor, _, g):
+    return (jax.tree.map(lambda t: t * factor, g),)
+
+
+grad_scale.defvjp(_grad_scale_fwd, _grad_scale_bwd)
+
+
+def bank_weights(params: Params, spec: AdapterSpec) -> list[dict[str, tuple]]:
+    """Per bank, per tower: (kernels, biases) of the Down/Shared/Up MLP, stacked over layers.
+
+    `mma` is one bank; `adaring` has one per rank, each ring contracted to its (N, I, O) stack
+    in one einsum. The Up bias is left out of adaring banks (it is shared; see `layer_adapters`).
+    """
+    if spec.method == "mma":
+        shared = params["shared"]
+        return [{t: ((params[t]["down"]["kernel"], shared["kernel"], params[t]["up"]["kernel"]),
+                     (params[t]["down"]["bias"], shared["bias"], params[t]["up"]["bias"]))
+                 for t in TOWERS}]
+    fams = spec.families()
+    banks = []
+    for b in range(len(spec.ranks)):
+        bank = params[f"bank_{b}"]
+
+        def weights(owner, fam):
+            i, o = fams[(owner, fam)]
+            node = bank[fam] if owner == "shared" else bank[owner][fam]
+            return tr.tr_layer_weights(node["cores"], spec.modes(i), spec.modes(o))
+
+        shared_w = weights("shared", "shared")
+        banks.append({t: ((weights(t, "down"), shared_w, weights(t, "up")),
+                          (bank[t]["down"]["bias"], bank["shared"]["bias"], None))
+                      for t in TOWERS})
+    return banks
+
+
+def gate_values(params: Params, spec: AdapterSpec) -> dict[str, jax.Array]:
+    """Per tower, (N, K) softmax mixing weights of the banks (all ones for one bank)."""
+    k = len(spec.ranks) if spec.method == "adaring" else 1
+    if k == 1:
+        return {t: jnp.ones((spec.num_layers, 1)) for t in TOWERS}
+    return {t: jax.nn.softmax(params["gates"][t], axis=-1) for t in TOWERS}
+
+
+def _block_diag(blocks: jax.Array) -> jax.Array:
+    """(K, N, h, h) -> (N, K*h, K*h), block-diagonal per layer."""
+    k, n, h, _ = blocks.shape
+    eye = jnp.eye(k, dtype=blocks.dtype)
+    return jnp.einsum("kl,knij->nkilj", eye, blocks).reshape(n, k * h, k * h)
+
+
+def layer_adapters(params: Params, spec: AdapterSpec) -> dict[str, clip.LayerAdapters | None]:
+    """The pure function from trainable params to what the towers take, per tower."""
+    if spec.method == "zeroshot":
+        return {t: None for t in TOWERS}
+    banks = bank_weights(params, spec)
+    gates = gate_values(params, spec)
+    out = {}
+    for t in TOWERS:
+        if spec.method == "mma":
+            kernels, biases = banks[0][t]
+        else:
+            downs = jnp.concatenate([b[t][0][0] for b in banks], axis=-1)
+            shared = _block_diag(jnp.stack([b[t][0][1] for b in banks]))
+            ups = jnp.concatenate([gates[t][:, j, None, None] * b[t][0][2]
+                                   for j, b in enumerate(banks)], axis=1)
+            kernels = (downs, shared, ups)
+            biases = (jnp.concatenate([b[t][1][0] for b in banks], axis=-1),
+                      jnp.concatenate([b[t][1][1] for b in banks], axis=-1),
+                      params["up_bias"][t])
+        if spec.unscaled_grads:
+            kernels, biases = grad_scale((kernels, biases), 1.0 / spec.alpha)
+        out[t] = clip.LayerAdapters(tuple(kernels), tuple(biases), spec.alpha, layers=spec.layers)
+    return out
+
+
+def diversity(params: Params, spec: AdapterSpec, num_probes: int = 64) -> jax.Array:
+    """Mean squared cosine similarity between the banks' per-layer adapter outputs on fixed
+    Gaussian probe inputs (LayerNorm outputs are roughly unit Gaussian per feature), over bank
+    pairs, layers and towers. 0 for one bank. Lower is more diverse."""
+    if spec.method != "adaring" or len(spec.ranks) < 2:
+        return jnp.zeros(())
+    banks = bank_weights(params, spec)
+    total, pairs = 0.0, 0
+    for t, d in zip(TOWERS, spec.widths):
+        probes = jax.random.normal(jax.random.key(17), (num_probes, d))
+        outs = []
+        for b in banks:
+            (down, shared, up), (bd, bs, _) = b[t]
+            h = jax.nn.relu(jnp.einsum("pi,nio->npo", probes, down) + bd[:, None])
+            h = jax.nn.relu(jnp.einsum("npi,nio->npo", h, shared) + bs[:, None])
+            outs.append(jnp.einsum("npi,nio->npo", h, up).reshape(spec.num_layers, -1))
+        for i in range(len(outs)):
+            for j in range(i + 1, len(outs)):
+                dot = jnp.sum(outs[i] * outs[j], axis=-1)
+                sq = jnp.sum(outs[i] ** 2, axis=-1) * jnp.sum(outs[j] ** 2, axis=-1)
+                # cos^2 = dot^2 / (|a|^2 |b|^2); the epsilon keeps it (and its gradient) finite
+                # at initialization, where the Up weights and so all outputs are zero.
+                total = total + jnp.mean(dot ** 2 / (sq + 1e-12))
+                pairs += 1
+    return total / pairs
+
+
+# ---------------------------------------------------------------------------------------------
+# TR-SVD initialization from a trained dense bank
+
+
+def from_dense(mma_params: Params, spec: AdapterSpec, rel_eps: float | None = 1e-2,
+               max_rank: int | None = None) -> tuple[Params, dict[str, float]]:
+    """A trained `mma` bank -> single-bank `adaring` params by TR-SVD of each kernel family.
+
+    Each (N, I, O) stack is tensorized with `spec`'s modes and decomposed to `rel_eps` (and/or
+    capped at `max_rank`); ranks come out of the data, so the returned cores may have unequal
+    ranks (the materialization reads ranks from core shapes). Biases are copied. Returns the
+    params and the relative Frobenius error per family ('vision/down', ..., 'shared').
+    """
+    fams = spec.families()
+    bank: Params = {}
+    errors = {}
+    for (owner, fam), (i, o) in fams.items():
+        node = mma_params[fam] if owner == "shared" else mma_params[owner][fam]
+        w = jnp.asarray(node["kernel"])
+        modes = (spec.num_layers, *spec.modes(i), *spec.modes(o))
+        ranks = None if max_rank is None else (max_rank,) * len(modes)
+        cores = tr.tr_svd(w.reshape(modes), rel_eps=rel_eps, ranks=ranks)
+        errors[fam if owner == "shared" else f"{owner}/{fam}"] = tr.relative_error(
+            cores, w.reshape(modes))
+        entry = {"cores": [jnp.asarray(c) for c in cores]}
+        if fam != "up":
+            entry["bias"] = jnp.asarray(node["bias"])
+        (bank.setdefault(owner, {}) if owner != "shared" else bank)[fam] = entry
+    params = {"bank_0": bank,
+              "up_bias": {t: jnp.asarray(mma_params[t]["up"]["bias"]) for t in TOWERS}}
+    return params, errors
+
+
+def spec_from_config(config, model_config: clip.CLIPConfig) -> AdapterSpec:
+    """The AdapterSpec of an experiment config (`config.method`, `config.adapter`)."""
+    a = config.adapter
+    return make_spec(config.method, model_config, a.start, a.end, hidden=a.hidden,
+                     alpha=a.alpha, unscaled_grads=a.unscaled_grads, ranks=tuple(a.ranks),
+                     max_mode=a.max_mode)

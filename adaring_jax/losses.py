@@ -1,0 +1,57 @@
+"""Loss terms, pure functions on arrays.
+
+The generalization-aware objective (DESIGN.md 1.4) anchors the adapted model to the frozen one:
+
+    L = CE + w_text * L1(f_txt, f_txt0) + w_image * L1(f_img, f_img0) + w_kl * KL(p0 || p)
+        + w_div * Div
+
+with f0, p0 from the frozen CLIP (adapters off; text from the prompt-template ensemble, computed
+once). L1 terms compare L2-normalized features, averaged over elements (as PromptSRC does).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+def normalize(x: jax.Array) -> jax.Array:
+    return x / jnp.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def cosine_logits(image_features, text_features, logit_scale) -> jax.Array:
+    """exp(logit_scale) * cos(image, class text): (B, D) x (C, D) -> (B, C), float32."""
+    img = normalize(image_features.astype(jnp.float32))
+    txt = normalize(text_features.astype(jnp.float32))
+    return jnp.exp(logit_scale) * img @ txt.T
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+
+def feature_l1(features: jax.Array, reference: jax.Array) -> jax.Array:
+    """Mean absolute difference of L2-normalized features."""
+    return jnp.abs(normalize(features.astype(jnp.float32)) -
+                   normalize(reference.astype(jnp.float32))).mean()
+
+
+def kl_to_reference(logits: jax.Array, reference_logits: jax.Array) -> jax.Array:
+    """KL(p0 || p) averaged over the batch; p0 = softmax(reference_logits)."""
+    log_p0 = jax.nn.log_softmax(reference_logits, axis=-1)
+    log_p = jax.nn.log_softmax(logits, axis=-1)
+    return jnp.sum(jnp.exp(log_p0) * (log_p0 - log_p), axis=-1).mean()
+
+
+def generalization_aware(terms: Mapping[str, jax.Array], weights: Mapping[str, float]
+                         ) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """CE plus the weighted anchor terms. `terms` holds 'ce' and any of 'text_l1', 'image_l1',
+    'kl', 'diversity'; a term with weight 0 is left out. Returns (loss, metrics)."""
+    loss = terms["ce"]
+    for name, value in terms.items():
+        if name != "ce" and weights.get(name, 0.0):
+            loss = loss + weights[name] * value
+    return loss, {"loss": loss, **terms}

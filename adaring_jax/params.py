@@ -1,0 +1,49 @@
+r"""Trainable-parameter report of an experiment config, from shapes alone (no weights, no data).
+
+    python -m adaring_jax.params --config=configs/fewshot.py:method=mma,arch=vit_b16
+
+Prints one row per trainable tensor (name, shape, count) and, as the last line,
+`trainable parameters: N`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+from absl import app
+from ml_collections import config_flags
+
+from adaring_jax import adapters
+from adaring_jax.models import convert
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
+                                          lock_config=True)
+
+
+def report(config) -> tuple[list[tuple[str, tuple, int]], int]:
+    """(rows of (name, shape, count), total) for the config's adapter."""
+    model_config = convert.architecture(config.model.arch, config.model.checkpoint)
+    spec = adapters.spec_from_config(config, model_config)
+    shapes = adapters.param_shapes(spec)
+    rows = []
+    for path, leaf in jax.tree_util.tree_flatten_with_path(shapes)[0]:
+        name = "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
+        rows.append((name, tuple(leaf.shape), math.prod(leaf.shape)))
+    return rows, sum(r[2] for r in rows)
+
+
+def main(argv):
+    del argv
+    config = _CONFIG.value
+    rows, total = report(config)
+    width = max([len(r[0]) for r in rows] + [6])
+    print(f"method: {config.method}")
+    print(f"{'tensor':<{width}}  {'shape':<18}{'count':>10}")
+    for name, shape, n in rows:
+        print(f"{name:<{width}}  {str(shape):<18}{n:>10,}")
+    print(f"trainable parameters: {total}")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,233 @@
+"""Adapters: parameter counts, exact zero-shot start, MMA's formula and gradients, the
+heterogeneous mixture, TR-SVD from a dense bank, and training only the adapter pytree."""
+
+import dataclasses
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from adaring_jax import adapters, objective, params as params_report
+from adaring_jax import tensor_ring as tr
+from adaring_jax.models import clip
+from configs import fewshot
+
+MMA_VIT_B16 = 674_560
+
+
+def test_mma_count_is_mmas_674560():
+    config = fewshot.get_config("method=mma,arch=vit_b16")
+    rows, total = params_report.report(config)
+    assert total == MMA_VIT_B16
+    assert adapters.count(adapters.spec_from_config(config, clip.PRESETS["ViT-B/16"])) == total
+    # 84,320 per layer x 8 layers: Down/Up per tower with bias, one Shared 32x32 with bias.
+    assert total == 8 * ((768 * 32 + 32) + (32 * 768 + 768) + (512 * 32 + 32) + (32 * 512 + 512)
+                         + (32 * 32 + 32))
+
+
+def test_default_adaring_trains_at_most_ten_percent_of_mma():
+    config = fewshot.get_config("arch=vit_b16")
+    assert config.method == "adaring"
+    _, total = params_report.report(config)
+    assert total <= MMA_VIT_B16 // 10
+    # Rings: layer mode 8, then 768 -> 12*8*8, 512 -> 8*8*8, 32 -> 8*4; uniform rank r per bank.
+    mode_sum = 2 * (8 + 12 + 8 + 8 + 8 + 4) + 2 * (8 + 8 + 8 + 8 + 8 + 4) + (8 + 8 + 4 + 8 + 4)
+    rings = sum(mode_sum * r * r for r in config.adapter.ranks)
+    k = len(config.adapter.ranks)
+    biases = k * 8 * 3 * 32 + 8 * (768 + 512)  # Down/Shared per bank; one shared Up bias
+    assert total == rings + biases + 2 * 8 * k  # + per-layer gates
+    assert total == 30_736
+
+
+def test_zeroshot_has_no_trainable_params():
+    assert params_report.report(fewshot.get_config("method=zeroshot,arch=vit_b16"))[1] == 0
+
+
+def test_spec_errors_list_valid_choices():
+    with pytest.raises(ValueError, match="unknown method 'lora'; valid: zeroshot, mma, adaring"):
+        adapters.make_spec("lora", clip.PRESETS["tiny"], 1, 2)
+    with pytest.raises(ValueError, match=r"5..12 \(1-based\) must lie within 1..4"):
+        adapters.make_spec("mma", clip.PRESETS["tiny"], 5, 12)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    model = clip.preset("tiny")
+    params = clip.init_params(model, jax.random.key(0))
+    rng = np.random.default_rng(0)
+    pixels = jnp.asarray(rng.standard_normal((4, 32, 32, 3)), jnp.float32)
+    ids = np.full((3, 16), 999, np.int32)
+    ids[:, 0] = 998
+    ids[:, 1:4] = rng.integers(0, 900, (3, 3))
+    return model, params, pixels, jnp.asarray(ids)
+
+
+def _spec(method, **kw):
+    return adapters.make_spec(method, clip.PRESETS["tiny"], 2, 4, hidden=8, **kw)
+
+
+@pytest.mark.parametrize("ranks", [(3,), (2, 4, 8)])
+def test_fresh_adaring_is_exactly_zero_shot_with_nonzero_gradient(tiny, ranks):
+    model, params, pixels, ids = tiny
+    spec = _spec("adaring", ranks=ranks, max_mode=4)
+    a = adapters.init(spec, jax.random.key(1))
+    # Backbone and inputs are jit arguments, as in training: closed-over constants would be
+    # constant-folded by XLA's evaluator, whose rounding differs from the compiled kernels'.
+    feats = jax.jit(lambda ap, p, x, t: objective.adapted_features(model, p, ap, spec, x, t))
+    img, txt = feats(a, params, pixels, ids)
+    np.testing.assert_array_equal(img, clip.encode_image(model, params, pixels))
+    np.testing.assert_array_equal(txt, clip.encode_text(model, params, ids))
+    g = jax.jit(jax.grad(lambda ap, p, x, t: sum(jnp.sum(f ** 2) for f in feats(ap, p, x, t))))(
+        a, params, pixels, ids)
+    assert max(float(jnp.abs(x).max()) for x in jax.tree.leaves(g)) > 0
+    # The layer-slice core of each Up ring receives the gradient.
+    assert float(jnp.abs(g["bank_0"]["vision"]["up"]["cores"][0]).max()) > 0
+
+
+def test_mma_init_is_near_but_not_equal_to_zero_shot_and_exact_with_up_zeroed(tiny):
+    model, params, pixels, ids = tiny
+    spec = _spec("mma")
+    a = adapters.init(spec, jax.random.key(2))
+    img0 = clip.encode_image(model, params, pixels)
+    img, _ = objective.adapted_features(model, params, a, spec, pixels, ids)
+    assert 0 < float(jnp.abs(img - img0).max()) < 1e-2
+    for t in adapters.TOWERS:
+        a[t]["up"] = jax.tree.map(jnp.zeros_like, a[t]["up"])
+    img, txt = objective.adapted_features(model, params, a, spec, pixels, ids)
+    np.testing.assert_array_equal(img, img0)
+    np.testing.assert_array_equal(txt, clip.encode_text(model, params, ids))
+
+
+def _randomize(tree, seed, std=0.2):
+    leaves, treedef = jax.tree.flatten(tree)
+    keys = jax.random.split(jax.random.key(seed), len(leaves))
+    return treedef.unflatten([std * jax.random.normal(k, x.shape) for k, x in zip(keys, leaves)])
+
+
+def test_mma_forward_matches_the_formula(tiny):
+    """x_{l+1} = Block_l(x_l) + alpha * Up(relu(Shared(relu(Down(LN1_l(x_l)))))), by hand."""
+    model, params, pixels, _ = tiny
+    spec = _spec("mma", alpha=0.5)
+    a = _randomize(adapters.init(spec, jax.random.key(3)), 4)
+    got = clip.encode_image(model, params, pixels,
+                            adapters.layer_adapters(a, spec)["vision"])
+
+    vp = params["vision_model"]
+    enc = clip.Encoder(32, 2, 64, "quick_gelu", 1e-5, 4, causal=False)
+    h = model.apply({"params": params}, pixels, method=lambda m, x: m.vision_model.embed(x))
+    for layer in range(4):
+        out = enc.apply({"params": vp["encoder"]}, h, None, layer, layer + 1)
+        if layer in spec.layers:
+            j = spec.layers.index(layer)
+            ln1 = jax.tree.map(lambda p: p[layer], vp["encoder"]["layers"]["layer_norm1"])
+            u = nn.LayerNorm(epsilon=1e-5).apply({"params": ln1}, h)
+            down = jax.nn.relu(u @ a["vision"]["down"]["kernel"][j] + a["vision"]["down"]["bias"][j])
+            mid = jax.nn.relu(down @ a["shared"]["kernel"][j] + a["shared"]["bias"][j])
+            up = mid @ a["vision"]["up"]["kernel"][j] + a["vision"]["up"]["bias"][j]
+            out = out + 0.5 * up
+        h = out
+    want = model.apply({"params": params}, h,
+                       method=lambda m, x: m.visual_projection(m.vision_model.pool(x)))
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_mma_gradient_treatment_divides_adapter_grads_by_alpha(tiny):
+    model, params, pixels, ids = tiny
+    plain = _spec("mma", alpha=0.01, unscaled_grads=False)
+    treated = dataclasses.replace(plain, unscaled_grads=True)
+    a = _randomize(adapters.init(plain, jax.random.key(5)), 6)
+
+    def loss(ap, spec):
+        img, txt = objective.adapted_features(model, params, ap, spec, pixels, ids)
+        return jnp.sum(jnp.sin(img)) + jnp.sum(jnp.cos(txt))
+
+    assert float(loss(a, plain)) == float(loss(a, treated))  # same forward
+    g0, g1 = jax.grad(loss)(a, plain), jax.grad(loss)(a, treated)
+    jax.tree.map(lambda x, y: np.testing.assert_allclose(y, x / 0.01, rtol=1e-4, atol=1e-6),
+                 g0, g1)
+
+
+def test_heterogeneous_banks_are_a_gated_sum_of_bank_mlps():
+    spec = _spec("adaring", ranks=(2, 3, 4), max_mode=4)
+    a = _randomize(adapters.init(spec, jax.random.key(7)), 8, std=0.5)
+    la = adapters.layer_adapters(a, spec)["text"]
+    banks = adapters.bank_weights(a, spec)
+    gates = adapters.gate_values(a, spec)["text"]
+    u = jax.random.normal(jax.random.key(9), (5, 32))
+    for j in range(spec.num_layers):
+        combined = clip.adapter_branch([k[j] for k in la.kernels], [b[j] for b in la.biases], u)
+        want = a["up_bias"]["text"][j]
+        for b, bank in enumerate(banks):
+            (down, shared, up), (bd, bs, _) = bank["text"]
+            h = jax.nn.relu(jax.nn.relu(u @ down[j] + bd[j]) @ shared[j] + bs[j])
+            want = want + gates[j, b] * (h @ up[j])
+        np.testing.assert_allclose(combined, want, rtol=1e-4, atol=1e-5)
+
+
+def test_diversity_term():
+    single = _spec("adaring", ranks=(4,), max_mode=4)
+    assert float(adapters.diversity(adapters.init(single, jax.random.key(0)), single)) == 0.0
+    spec = _spec("adaring", ranks=(3, 3), max_mode=4)
+    a = _randomize(adapters.init(spec, jax.random.key(1)), 2)
+    div = float(adapters.diversity(a, spec))
+    assert 0 < div < 1
+    a["bank_1"] = a["bank_0"]  # identical banks: outputs collinear
+    assert float(adapters.diversity(a, spec)) == pytest.approx(1.0, abs=1e-3)
+    g = jax.grad(adapters.diversity)(_randomize(a, 3), spec)
+    assert float(jnp.abs(g["bank_0"]["text"]["up"]["cores"][0]).max()) > 0
+
+
+def test_from_dense_recovers_a_low_tr_rank_bank():
+    ring_spec = _spec("adaring", ranks=(2,), max_mode=4)
+    ring = _randomize(adapters.init(ring_spec, jax.random.key(10)), 11, std=0.7)
+    (bank,) = adapters.bank_weights(ring, ring_spec)
+    dense = {"shared": {"kernel": bank["text"][0][1], "bias": bank["text"][1][1]}}
+    for t in adapters.TOWERS:
+        (down, _, up), (bd, _, _) = bank[t]
+        dense[t] = {"down": {"kernel": down, "bias": bd},
+                    "up": {"kernel": up, "bias": ring["up_bias"][t]}}
+    mma_spec = dataclasses.replace(ring_spec, method="mma")
+    recovered, errors = adapters.from_dense(dense, ring_spec, rel_eps=1e-6)
+    assert set(errors) == {"vision/down", "vision/up", "text/down", "text/up", "shared"}
+    assert max(errors.values()) < 1e-4
+    want = adapters.layer_adapters(dense, mma_spec)
+    got = adapters.layer_adapters(recovered, ring_spec)
+    for t in adapters.TOWERS:
+        for x, y in zip(got[t].kernels, want[t].kernels):
+            assert float(jnp.linalg.norm(x - y) / jnp.linalg.norm(y)) < 1e-4
+    # Cores found by TR-SVD are far smaller than the dense bank they reproduce.
+    ring_size = sum(tr.tr_num_params(f["cores"]) for f in jax.tree.leaves(
+        recovered["bank_0"], is_leaf=lambda n: isinstance(n, dict) and "cores" in n))
+    assert ring_size < adapters.count(mma_spec) / 2
+
+
+@pytest.mark.parametrize("method", ["mma", "adaring"])
+def test_training_moves_only_the_adapters_and_lowers_the_loss(tiny, method):
+    model, params, pixels, ids = tiny
+    spec = _spec(method, ranks=(2, 4), max_mode=4)
+    a = adapters.init(spec, jax.random.key(12))
+    labels = jnp.array([0, 1, 2, 1])
+    text_ref = clip.encode_text(model, params, ids)
+    weights = {"text_l1": 1.0, "image_l1": 1.0, "kl": 1.0, "diversity": 0.1}
+    backbone = jax.tree.map(np.array, params)
+    opt = optax.adam(3e-3)
+    state = opt.init(a)
+
+    @jax.jit
+    def step(a, state):
+        (loss, _), g = jax.value_and_grad(objective.loss_fn, has_aux=True)(
+            a, params, model, spec, weights, pixels, labels, ids, text_ref)
+        updates, state = opt.update(g, state, a)
+        return optax.apply_updates(a, updates), state, loss, g
+
+    losses = []
+    for _ in range(5):
+        a, state, loss, g = step(a, state)
+        losses.append(float(loss))
+    assert losses[-1] < losses[0], losses
+    # The differentiated pytree is the adapter's: gradients have its structure, nothing else.
+    assert jax.tree.structure(g) == jax.tree.structure(a)
+    jax.tree.map(np.testing.assert_array_equal, params, backbone)
