@@ -231,3 +231,16 @@ def test_training_moves_only_the_adapters_and_lowers_the_loss(tiny, method):
     # The differentiated pytree is the adapter's: gradients have its structure, nothing else.
     assert jax.tree.structure(g) == jax.tree.structure(a)
     jax.tree.map(np.testing.assert_array_equal, params, backbone)
+
+
+def test_params_command_prints_table_and_total_last():
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-m", "adaring_jax.params",
+                          "--config=configs/fewshot.py:method=mma,arch=vit_b16"], cwd=root,
+                         env=dict(os.environ, JAX_PLATFORMS="cpu"), capture_output=True,
+                         text=True, check=True).stdout.strip().splitlines()
+    assert out[-1] == "trainable parameters: 674560"
+    assert any(line.startswith("vision/down/kernel") and "(8, 768, 32)" in line for line in out)
