@@ -29,21 +29,30 @@ def cosine_logits(image_features, text_features, logit_scale) -> jax.Array:
     return jnp.exp(logit_scale) * img @ txt.T
 
 
-def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+def masked_mean(values: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+    """Mean over the leading axis counting only mask == 1 rows (mean of all without a mask)."""
+    values = values.astype(jnp.float32)
+    if mask is None:
+        return values.mean()
+    return jnp.sum(values * mask) / jnp.maximum(jnp.sum(mask), 1.0)
 
 
-def feature_l1(features: jax.Array, reference: jax.Array) -> jax.Array:
-    """Mean absolute difference of L2-normalized features."""
-    return jnp.abs(normalize(features.astype(jnp.float32)) -
-                   normalize(reference.astype(jnp.float32))).mean()
+def cross_entropy(logits: jax.Array, labels: jax.Array, mask=None) -> jax.Array:
+    return masked_mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels), mask)
 
 
-def kl_to_reference(logits: jax.Array, reference_logits: jax.Array) -> jax.Array:
+def feature_l1(features: jax.Array, reference: jax.Array, mask=None) -> jax.Array:
+    """Mean absolute difference of L2-normalized features (mean over features, then rows)."""
+    diff = jnp.abs(normalize(features.astype(jnp.float32)) -
+                   normalize(reference.astype(jnp.float32))).mean(-1)
+    return masked_mean(diff, mask)
+
+
+def kl_to_reference(logits: jax.Array, reference_logits: jax.Array, mask=None) -> jax.Array:
     """KL(p0 || p) averaged over the batch; p0 = softmax(reference_logits)."""
     log_p0 = jax.nn.log_softmax(reference_logits, axis=-1)
     log_p = jax.nn.log_softmax(logits, axis=-1)
-    return jnp.sum(jnp.exp(log_p0) * (log_p0 - log_p), axis=-1).mean()
+    return masked_mean(jnp.sum(jnp.exp(log_p0) * (log_p0 - log_p), axis=-1), mask)
 
 
 def generalization_aware(terms: Mapping[str, jax.Array], weights: Mapping[str, float]

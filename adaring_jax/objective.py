@@ -2,6 +2,10 @@
 
 `loss_fn` is differentiated with respect to its first argument, the adapter pytree, only: the
 frozen backbone is a separate argument, so no backbone gradient is ever computed.
+
+Class prompts are fixed, so their text-tower work below the first adapted layer is the same
+every step: `Prompts.cached` runs it once (DESIGN.md section 6), and the ids are cut at the
+longest end-of-text position (under the causal mask later positions cannot change it).
 """
 
 from __future__ import annotations
@@ -9,42 +13,79 @@ from __future__ import annotations
 from typing import Mapping
 
 import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
 
 from adaring_jax import adapters, losses
 from adaring_jax.models import clip
 
 
+@struct.dataclass
+class Prompts:
+    """Class prompt ids (C, L) and, optionally, their frozen hidden states after text layers
+    [0, start) (C, L, width)."""
+    ids: jax.Array
+    hidden: jax.Array | None = None
+    start: int = struct.field(pytree_node=False, default=0)
+
+    @staticmethod
+    def truncate(ids, eos_token_id: int) -> np.ndarray:
+        """Cut (C, L) ids after the longest end-of-text position (exact under causal masking)."""
+        ids = np.asarray(ids)
+        last = int(np.asarray(clip.eos_positions(ids, eos_token_id)).max())
+        return ids[:, :last + 1]
+
+    @classmethod
+    def cached(cls, model: clip.CLIP, frozen, ids, start: int) -> "Prompts":
+        ids = jnp.asarray(ids, jnp.int32)
+        if start == 0:
+            return cls(ids)
+        hidden = model.apply({"params": frozen}, ids, start, method=clip.CLIP.text_hidden)
+        return cls(ids, hidden, start)
+
+
+def encode_prompts(model: clip.CLIP, frozen, prompts, text_adapters) -> jax.Array:
+    if not isinstance(prompts, Prompts):
+        prompts = Prompts(jnp.asarray(prompts, jnp.int32))
+    if prompts.hidden is None:
+        return clip.encode_text(model, frozen, prompts.ids, text_adapters)
+    return model.apply({"params": frozen}, prompts.hidden, prompts.ids, prompts.start,
+                       text_adapters, method=clip.CLIP.text_from_hidden)
+
+
 def adapted_features(model: clip.CLIP, frozen, adapter_params, spec: adapters.AdapterSpec,
-                     pixels, prompt_ids) -> tuple[jax.Array, jax.Array]:
-    """(image features (B, D), class text features (C, D)) with the adapters applied."""
+                     pixels, prompts) -> tuple[jax.Array, jax.Array]:
+    """(image features (B, D), class text features (C, D)) with the adapters applied.
+    `prompts` is a `Prompts` or a (C, L) id array."""
     layer = adapters.layer_adapters(adapter_params, spec)
     img = clip.encode_image(model, frozen, pixels, layer["vision"])
-    txt = clip.encode_text(model, frozen, prompt_ids, layer["text"])
-    return img, txt
+    return img, encode_prompts(model, frozen, prompts, layer["text"])
 
 
 def loss_fn(adapter_params, frozen, model: clip.CLIP, spec: adapters.AdapterSpec,
-            weights: Mapping[str, float], pixels, labels, prompt_ids, text_reference):
-    """Generalization-aware loss on one batch.
+            weights: Mapping[str, float], pixels, labels, prompts, text_reference, mask=None):
+    """Generalization-aware loss on one batch; `mask` (B,) drops padded/unreadable examples.
 
-    prompt_ids: (C, L) the training prompt of each class; text_reference: (C, D) the frozen
-    model's zero-shot class features (template ensemble). Returns (loss, metrics).
+    prompts: the training prompt of each class; text_reference: (C, D) the frozen model's
+    zero-shot class features (template ensemble). Returns (loss, metrics).
     """
-    img, txt = adapted_features(model, frozen, adapter_params, spec, pixels, prompt_ids)
+    mask = jnp.ones(labels.shape, jnp.float32) if mask is None else mask
+    img, txt = adapted_features(model, frozen, adapter_params, spec, pixels, prompts)
     scale = frozen["logit_scale"]
     logits = losses.cosine_logits(img, txt, scale)
-    terms = {"ce": losses.cross_entropy(logits, labels)}
+    terms = {"ce": losses.cross_entropy(logits, labels, mask)}
     if weights.get("text_l1", 0.0):
         terms["text_l1"] = losses.feature_l1(txt, text_reference)
     if weights.get("image_l1", 0.0) or weights.get("kl", 0.0):
         img0 = jax.lax.stop_gradient(clip.encode_image(model, frozen, pixels))
         if weights.get("image_l1", 0.0):
-            terms["image_l1"] = losses.feature_l1(img, img0)
+            terms["image_l1"] = losses.feature_l1(img, img0, mask)
         if weights.get("kl", 0.0):
             terms["kl"] = losses.kl_to_reference(
-                logits, losses.cosine_logits(img0, text_reference, scale))
+                logits, losses.cosine_logits(img0, text_reference, scale), mask)
     if weights.get("diversity", 0.0):
         terms["diversity"] = adapters.diversity(adapter_params, spec)
     loss, metrics = losses.generalization_aware(terms, weights)
-    metrics["accuracy"] = (logits.argmax(-1) == labels).mean()
+    metrics["accuracy"] = losses.masked_mean(logits.argmax(-1) == labels, mask)
     return loss, metrics
