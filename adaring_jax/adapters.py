@@ -32,6 +32,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from adaring_jax import tensor_ring as tr
 from adaring_jax.models import clip
@@ -98,44 +99,41 @@ def _kaiming_fan_out(out_features: int) -> float:
     return math.sqrt(2.0 / out_features)
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def init(spec: AdapterSpec, rng: jax.Array) -> Params:
-    """Fresh trainable adapter parameters (a pytree apart from the frozen backbone)."""
+def init(spec: AdapterSpec, seed: int) -> Params:
+    """Fresh trainable adapter parameters (a pytree apart from the frozen backbone), drawn
+    with numpy from `seed` (no compilation; deterministic on any platform)."""
     n = spec.num_layers
     fams = spec.families()
     if spec.method == "zeroshot":
         return {}
+    rng = np.random.default_rng([seed, len(spec.ranks)])
+    normal = lambda std, shape: jnp.asarray(std * rng.standard_normal(shape), jnp.float32)
+    zeros = lambda shape: jnp.zeros(shape, jnp.float32)
     if spec.method == "mma":
-        keys = dict(zip(fams, jax.random.split(rng, len(fams))))
         params: Params = {}
         for (owner, fam), (i, o) in fams.items():
             node = params.setdefault(owner, {}) if owner != "shared" else params
-            node[fam] = {
-                "kernel": _kaiming_fan_out(o) * jax.random.normal(keys[(owner, fam)], (n, i, o)),
-                "bias": jnp.zeros((n, o)),
-            }
+            node[fam] = {"kernel": normal(_kaiming_fan_out(o), (n, i, o)), "bias": zeros((n, o))}
         return params
     params = {}
-    bank_keys = jax.random.split(rng, len(spec.ranks))
-    for b, (rank, key) in enumerate(zip(spec.ranks, bank_keys)):
-        keys = dict(zip(fams, jax.random.split(key, len(fams))))
+    for b, rank in enumerate(spec.ranks):
         bank: Params = {}
         for (owner, fam), (i, o) in fams.items():
             modes = (n, *spec.modes(i), *spec.modes(o))
-            entry = {"cores": tr.tr_init(keys[(owner, fam)], (rank,) * len(modes), modes,
-                                         _kaiming_fan_out(o), zero_first=fam == "up")}
+            entry = {"cores": tr.tr_init(rng, (rank,) * len(modes), modes, _kaiming_fan_out(o),
+                                         zero_first=fam == "up")}
             if fam != "up":
-                entry["bias"] = jnp.zeros((n, o))
+                entry["bias"] = zeros((n, o))
             (bank.setdefault(owner, {}) if owner != "shared" else bank)[fam] = entry
         params[f"bank_{b}"] = bank
-    params["up_bias"] = {t: jnp.zeros((n, d)) for t, d in zip(TOWERS, spec.widths)}
+    params["up_bias"] = {t: zeros((n, d)) for t, d in zip(TOWERS, spec.widths)}
     if len(spec.ranks) > 1:
-        params["gates"] = {t: jnp.zeros((n, len(spec.ranks))) for t in TOWERS}
+        params["gates"] = {t: zeros((n, len(spec.ranks))) for t in TOWERS}
     return params
 
 
 def param_shapes(spec: AdapterSpec) -> Params:
-    return jax.eval_shape(lambda k: init(spec, k), jax.random.key(0))
+    return jax.eval_shape(lambda: init(spec, 0))
 
 
 def count(spec: AdapterSpec) -> int:

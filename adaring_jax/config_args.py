@@ -36,3 +36,80 @@ def parse(arg: str | None, **defaults) -> ml_collections.ConfigDict:
             raise ValueError(f"unknown config argument {key!r}; valid: {', '.join(defaults)}")
         out[key] = _convert(key, value.strip() if "=" in item else "true", defaults[key])
     return ml_collections.ConfigDict(out)
+
+
+# Arguments every experiment config accepts (`--config=configs/X.py:key=value,...`).
+COMMON_ARGS = dict(method="adaring", arch="", checkpoint="openai/clip-vit-base-patch16",
+                   dataset="shapes", shots=16, seed=1, ranks=(2, 4, 8), smoke=False)
+
+
+def base_config(protocol: str, arg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The experiment config shared by all protocols, MMA's recipe unless noted; configs/*.py
+    adjust it. `arg` comes from `parse(..., **COMMON_ARGS)`."""
+    c = ml_collections.ConfigDict()
+    c.protocol = protocol  # fewshot | base2novel | cross_dataset | domain_generalization
+    c.method = arg.method  # zeroshot | mma | adaring
+    c.seed = arg.seed  # few-shot draw, adapter init, data order and augmentation
+
+    c.model = ml_collections.ConfigDict()
+    c.model.checkpoint = "" if arg.arch else arg.checkpoint  # HF CLIP directory or hub id
+    c.model.arch = arg.arch  # preset name: random weights (tests, benchmarks), no download
+    c.model.init_seed = 0  # random weights' seed (arch only)
+    c.model.dtype = "float32"  # compute dtype (bfloat16 on TPU); adapter params stay float32
+    c.model.fsdp = False  # shard large frozen backbone weights over the data axis
+
+    c.adapter = ml_collections.ConfigDict()
+    c.adapter.start = 5  # first adapted block, 1-based (MMA: 5)
+    c.adapter.end = 12  # last adapted block, 1-based inclusive (MMA: 12)
+    c.adapter.hidden = 32  # bottleneck width (MMA: 32)
+    c.adapter.alpha = 0.001  # branch scale (MMA: 0.001)
+    c.adapter.unscaled_grads = True  # MMA's gradient treatment: adapter grads / alpha
+    c.adapter.ranks = arg.ranks  # adaring: TR rank per bank; one rank = single AdaRing
+    c.adapter.max_mode = 16  # adaring: split wide modes into factors <= this (0: off)
+
+    c.loss = ml_collections.ConfigDict()  # generalization-aware weights (DESIGN 1.4)
+    mma = arg.method == "mma"  # MMA trains with cross-entropy only
+    c.loss.text_l1 = 0.0 if mma else 25.0  # |f_txt - f_txt0|_1 (PromptSRC: 25)
+    c.loss.image_l1 = 0.0 if mma else 10.0  # |f_img - f_img0|_1 (PromptSRC: 10)
+    c.loss.kl = 0.0 if mma else 1.0  # KL(p0 || p) to zero-shot logits (PromptSRC: 1)
+    c.loss.diversity = 0.0 if mma else 0.1  # heterogeneous banks' output similarity
+
+    c.data = ml_collections.ConfigDict()
+    c.data.dataset = arg.dataset  # training dataset (a name in adaring_jax.data.DATASETS)
+    c.data.shots = arg.shots  # K training images per class
+    c.data.data_dir = ""  # CoOp folders and/or TFDS data; "" = TFDS default
+    c.data.eval_datasets = ()  # cross_dataset / domain_generalization targets
+    c.data.crop_scale = 0.08  # random resized crop: minimum area share (CoOp: 0.08)
+    c.data.num_threads = 4  # decode/augment threads per process
+    c.data.shapes_domain = "target"  # shapes: adapt and test in the shifted rendering domain
+    c.data.shapes_size = ml_collections.ConfigDict(
+        {"train": 64 * 50, "val": 64 * 10, "test": 64 * 25})  # shapes: images per split
+
+    c.optim = ml_collections.ConfigDict()
+    c.optim.name = "sgd"  # sgd | adamw
+    c.optim.lr = 0.0015  # MMA: 0.0015
+    c.optim.momentum = 0.9  # SGD momentum (Dassl default)
+    c.optim.weight_decay = 5e-4  # Dassl default
+    c.optim.epochs = 5  # MMA: 5
+    c.optim.steps = 0  # > 0 overrides epochs
+    c.optim.batch_size = 16  # global batch (MMA: 16; 128 for ImageNet)
+    c.optim.warmup_steps = 0  # linear warmup before the cosine decay
+
+    c.eval = ml_collections.ConfigDict()
+    c.eval.batch_size = 100  # global evaluation batch (CoOp: 100)
+    c.eval.max_examples = 0  # > 0: evaluate on the first N test examples only
+
+    c.log_every = 20  # steps between metric records
+    c.checkpoint_every = 200  # steps between checkpoints (and at the end)
+    c.max_to_keep = 2  # checkpoints kept
+
+    if arg.smoke:  # seconds on 2 CPU cores: tiny random CLIP on a little shapes data
+        c.model.arch, c.model.checkpoint = arg.arch or "tiny", ""
+        c.data.dataset, c.data.shots = "shapes", min(arg.shots, 2)
+        c.data.shapes_size = ml_collections.ConfigDict({"train": 256, "val": 64, "test": 128})
+        c.data.num_threads = 2
+        c.adapter.start, c.adapter.end = 2, 4
+        c.optim.batch_size, c.optim.steps, c.optim.lr = 8, 6, 0.01
+        c.eval.batch_size, c.eval.max_examples = 32, 64
+        c.log_every, c.checkpoint_every = 2, 3
+    return c

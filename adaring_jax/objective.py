@@ -24,10 +24,12 @@ from adaring_jax.models import clip
 @struct.dataclass
 class Prompts:
     """Class prompt ids (C, L) and, optionally, their frozen hidden states after text layers
-    [0, start) (C, L, width)."""
+    [0, start) (C, L, width). Rows past `count` are padding (to shard C evenly); their
+    features are dropped."""
     ids: jax.Array
     hidden: jax.Array | None = None
     start: int = struct.field(pytree_node=False, default=0)
+    count: int | None = struct.field(pytree_node=False, default=None)
 
     @staticmethod
     def truncate(ids, eos_token_id: int) -> np.ndarray:
@@ -37,21 +39,25 @@ class Prompts:
         return ids[:, :last + 1]
 
     @classmethod
-    def cached(cls, model: clip.CLIP, frozen, ids, start: int) -> "Prompts":
+    def cached(cls, model: clip.CLIP, frozen, ids, start: int, count: int | None = None
+               ) -> "Prompts":
         ids = jnp.asarray(ids, jnp.int32)
         if start == 0:
-            return cls(ids)
-        hidden = model.apply({"params": frozen}, ids, start, method=clip.CLIP.text_hidden)
-        return cls(ids, hidden, start)
+            return cls(ids, count=count)
+        hidden = jax.jit(lambda p, t: model.apply({"params": p}, t, start,
+                                                  method=clip.CLIP.text_hidden))(frozen, ids)
+        return cls(ids, hidden, start, count)
 
 
 def encode_prompts(model: clip.CLIP, frozen, prompts, text_adapters) -> jax.Array:
     if not isinstance(prompts, Prompts):
         prompts = Prompts(jnp.asarray(prompts, jnp.int32))
     if prompts.hidden is None:
-        return clip.encode_text(model, frozen, prompts.ids, text_adapters)
-    return model.apply({"params": frozen}, prompts.hidden, prompts.ids, prompts.start,
-                       text_adapters, method=clip.CLIP.text_from_hidden)
+        txt = clip.encode_text(model, frozen, prompts.ids, text_adapters)
+    else:
+        txt = model.apply({"params": frozen}, prompts.hidden, prompts.ids, prompts.start,
+                          text_adapters, method=clip.CLIP.text_from_hidden)
+    return txt if prompts.count is None else txt[:prompts.count]
 
 
 def adapted_features(model: clip.CLIP, frozen, adapter_params, spec: adapters.AdapterSpec,

@@ -110,7 +110,7 @@ def factorize(n: int, max_mode: int) -> tuple[int, ...]:
         count += 1
 
 
-def tr_init(rng: jax.Array, ranks: Sequence[int], modes: Sequence[int], std: float,
+def tr_init(rng: np.random.Generator, ranks: Sequence[int], modes: Sequence[int], std: float,
             zero_first: bool = False) -> list[jax.Array]:
     """Random Gaussian cores whose full tensor has entries of standard deviation `std`.
 
@@ -118,19 +118,19 @@ def tr_init(rng: jax.Array, ranks: Sequence[int], modes: Sequence[int], std: flo
     so its variance is prod(r_k) * prod(s_k^2). With s_k = std^(1/d) / sqrt(r_k) that is std^2
     for any ranks: changing a rank does not change the scale of the materialized weights.
     zero_first: the first (layer-slice) core is zero, so the full tensor is exactly zero while
-    the gradient with respect to that core is not.
+    the gradient with respect to that core is not. Drawn with numpy on the host: initialization
+    then compiles nothing (threefry sampling of many small arrays takes seconds to compile).
     """
     if len(ranks) != len(modes):
         raise ValueError(f"{len(ranks)} ranks for {len(modes)} modes")
     d = len(modes)
-    keys = jax.random.split(rng, d)
     cores = []
     for k in range(d):
         shape = (ranks[k], modes[k], ranks[(k + 1) % d])
         s = std ** (1.0 / d) / math.sqrt(ranks[k])
-        cores.append(s * jax.random.normal(keys[k], shape, jnp.float32))
-    if zero_first:
-        cores[0] = jnp.zeros_like(cores[0])
+        core = s * rng.standard_normal(shape)
+        cores.append(jnp.asarray(np.zeros(shape) if zero_first and k == 0 else core,
+                                 jnp.float32))
     return cores
 
 

@@ -123,6 +123,11 @@ DATASETS: dict[str, DatasetPreset] = {p.name: p for p in _PRESETS}
 BENCHMARK = ("imagenet", "caltech101", "oxford_pets", "stanford_cars", "oxford_flowers",
              "food101", "fgvc_aircraft", "sun397", "dtd", "eurosat", "ucf101")
 DOMAIN_TARGETS = ("imagenetv2", "imagenet_sketch", "imagenet_a", "imagenet_r")
+# Generic prompt templates (from CLIP's ImageNet prompt-engineering study) that, with each
+# dataset's own template, form the ensemble behind the frozen model's zero-shot text features.
+ENSEMBLE_TEMPLATES = ("itap of a {}.", "a bad photo of the {}.", "a origami {}.",
+                      "a photo of the large {}.", "a {} in a video game.", "art of the {}.",
+                      "a photo of the small {}.")
 
 
 def get(name: str) -> DatasetPreset:

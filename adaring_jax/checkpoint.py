@@ -1,0 +1,200 @@
+"""Checkpoints of the small training state with Orbax, guarded against silent mix-ups.
+
+What is saved: only the trainer's state pytree, `{"adapters", "opt_state", "step", "rng"}`
+(kilobytes to megabytes), never the frozen backbone, which is rebuilt from its own weights.
+
+Why the guards: a resumed job must continue the same experiment. The workdir records the
+experiment's fingerprint (`experiment.json`) and refuses a different one, and a checkpoint that
+cannot be read back faithfully raises `CheckpointError`: the trainer never quietly starts afresh.
+
+Orbax behaviour this relies on (orbax-checkpoint 0.12):
+- A step is written to `<dir>/<step>.orbax-checkpoint-tmp...` and renamed to `<dir>/<step>` once
+  complete (on GCS a `commit_success.txt` marks completion instead), so a step cut short by a
+  crash is never listed by `latest_step`; `cleanup_tmp_directories` removes such leftovers.
+- Saves are asynchronous: `save` returns once the arrays are copied to host memory (so the
+  trainer may donate/overwrite its buffers), the files are written in a background thread.
+- Namedtuples (optax states) are stored as lists/dicts; restoring into a template of the same
+  structure gives back the namedtuples. Orbax checks the tree structure and shapes but casts
+  dtypes silently, so shapes and dtypes are compared with the checkpoint's metadata here.
+- Every JAX process calls every method; Orbax coordinates the writes of a multi-process job.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import threading
+from typing import Any, Callable
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from etils import epath
+
+FINGERPRINT_FILE = "experiment.json"
+_ABSENT = object()  # a field missing from one of two fingerprints
+
+
+class CheckpointError(RuntimeError):
+    """An incompatible or unreadable checkpoint; the message says what, where and what to do."""
+
+
+def _normalize(fingerprint: dict) -> dict:
+    """The fingerprint as it reads back from JSON (tuples become lists, keys strings)."""
+    try:
+        return json.loads(json.dumps(fingerprint, sort_keys=True))
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"experiment fingerprint must be JSON-serializable: {e}") from e
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as one dict with dotted keys ("spec.ranks"), so differences name a field."""
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def fingerprint_differences(saved: dict, current: dict) -> list[str]:
+    """One line per field whose value differs between two fingerprints, with both values."""
+    a, b = _flatten(saved), _flatten(current)
+    show = lambda v: "<absent>" if v is _ABSENT else json.dumps(v)  # noqa: E731
+    return [f"{k}: workdir has {show(a.get(k, _ABSENT))}, this run has {show(b.get(k, _ABSENT))}"
+            for k in sorted(a.keys() | b.keys()) if a.get(k, _ABSENT) != b.get(k, _ABSENT)]
+
+
+class Checkpointer:
+    """Saves and restores the training state under `directory`, one subdirectory per step."""
+
+    def __init__(self, directory: str, fingerprint: dict, max_to_keep: int = 3):
+        """Orbax CheckpointManager in `directory` (created if missing), keeping the last
+        `max_to_keep` steps. `fingerprint` (a JSON-able dict describing the experiment) is
+        written to `directory/experiment.json` on first use; if that file exists and differs,
+        CheckpointError names each differing field, so an old workdir is never silently reused
+        or overwritten by a different experiment."""
+        directory = os.fspath(directory)
+        if "://" not in directory:  # Orbax wants absolute local paths
+            directory = os.path.abspath(directory)
+        self.directory = epath.Path(directory)
+        self.fingerprint = _normalize(fingerprint)
+        self._check_fingerprint()
+        self._mgr = ocp.CheckpointManager(
+            self.directory,
+            # Registering the handler up front lets `item_metadata` work before any save/restore.
+            item_handlers=ocp.StandardCheckpointHandler(),
+            options=ocp.CheckpointManagerOptions(
+                max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True,
+                enable_async_checkpointing=True))
+        path = self.directory / FINGERPRINT_FILE
+        if jax.process_index() == 0 and not path.exists():
+            tmp = self.directory / (FINGERPRINT_FILE + ".tmp")  # rename: never half a file
+            tmp.write_text(json.dumps(self.fingerprint, indent=2, sort_keys=True) + "\n")
+            tmp.rename(path)
+
+    def _check_fingerprint(self) -> None:
+        path = self.directory / FINGERPRINT_FILE
+        if not path.exists():
+            return
+        advice = (f"Use a new workdir for this experiment, or delete/move {self.directory} "
+                  "if its checkpoints are not wanted.")
+        try:
+            saved = json.loads(path.read_text())
+        except ValueError as e:
+            raise CheckpointError(f"{path} is not valid JSON ({e}). {advice}") from e
+        diffs = fingerprint_differences(saved, self.fingerprint)
+        if diffs:
+            raise CheckpointError(
+                f"workdir {self.directory} belongs to a different experiment; differing fields:\n  "
+                + "\n  ".join(diffs) + f"\n{advice}")
+
+    def latest_step(self) -> int | None:
+        """The newest complete step on disk (or being saved by this process), None if none."""
+        return self._mgr.latest_step()
+
+    def all_steps(self) -> list[int]:
+        """All complete steps, oldest first."""
+        return list(self._mgr.all_steps())
+
+    def save(self, step: int, state: Any, force: bool = False) -> None:
+        """Start saving `state` as `step` (asynchronously; see `wait`). A step that is already
+        saved is left as it is (e.g. the final save after a periodic save at the same step).
+        `force` saves even if `step` is not newer than the latest step."""
+        if step in self._mgr.all_steps():
+            return
+        self._mgr.save(step, args=ocp.args.StandardSave(state), force=force)
+
+    def restore(self, abstract_state: Any, step: int | None = None) -> Any:
+        """Restore `step` (default: latest) into the structure, dtypes and shardings of
+        `abstract_state` (jax.ShapeDtypeStruct leaves with `.sharding`, or concrete arrays used
+        as a template). Any failure, from a missing step to truncated files or a template that
+        does not match, raises CheckpointError; a fresh state is never returned."""
+        self._mgr.wait_until_finished()  # a step still being written is not readable yet
+        steps = self.all_steps()
+        step = steps[-1] if step is None and steps else step
+        where = f"{self.directory}/{step}"
+        if step not in steps:
+            raise CheckpointError(f"no checkpoint {'' if step is None else f'for step {step} '}"
+                                  f"in {self.directory} (steps present: {steps}).")
+        try:
+            self._check_leaves(step, abstract_state)
+            return self._mgr.restore(step, args=ocp.args.StandardRestore(abstract_state))
+        except Exception as e:  # noqa: BLE001 - Orbax/TensorStore raise many types
+            # TensorStore appends its whole JSON spec: a screenful that says nothing more.
+            detail = re.sub(r"\s*\[tensorstore_spec=.*", "", f"{type(e).__name__}: {e}")
+            raise CheckpointError(
+                f"cannot restore checkpoint step {step} from {where}: "
+                f"{detail[:2000]}{' [...]' if len(detail) > 2000 else ''}\n"
+                "The checkpoint is unreadable or does not match this run's state. To start "
+                f"afresh, move {self.directory} away; to resume from an earlier step "
+                f"({[s for s in steps if s < step] or 'none'}), delete {where}.") from e
+
+    def _check_leaves(self, step: int, abstract_state: Any) -> None:
+        """Compare shapes and dtypes with the checkpoint's metadata before reading any data:
+        Orbax would silently cast dtypes, and a shape error in the middle of its parallel reads
+        leaves a screenful of "coroutine was never awaited" tracebacks behind."""
+        meta = self._mgr.item_metadata(step)
+        saved = ocp.tree.to_flat_dict(getattr(meta, "tree", meta))
+        sig = lambda x: f"{np.dtype(x.dtype)}{list(x.shape)}"  # noqa: E731 - "float32[3, 4]"
+        wrong = []
+        for key, leaf in ocp.tree.to_flat_dict(abstract_state).items():
+            have = saved.get(key)
+            if not all(hasattr(x, "shape") and hasattr(x, "dtype") for x in (have, leaf)):
+                continue  # missing/extra leaves: Orbax's tree check reports them
+            if sig(have) != sig(leaf):
+                wrong.append(f"{'/'.join(key)}: saved {sig(have)}, template {sig(leaf)}")
+        if wrong:
+            raise ValueError("shapes/dtypes differ from the checkpoint: " + "; ".join(wrong))
+
+    def wait(self) -> None:
+        """Block until pending asynchronous saves are on disk (raises their errors, if any)."""
+        self._mgr.wait_until_finished()
+
+    def close(self) -> None:
+        """Wait for pending saves and release Orbax's background resources."""
+        self._mgr.close()
+
+    def __enter__(self) -> Checkpointer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def install_sigterm_flag() -> Callable[[], bool]:
+    """Make SIGTERM (preemption, `scancel`, `kill`) request a clean stop instead of killing.
+
+    Returns a function telling whether SIGTERM has arrived; the trainer checks it every step,
+    saves a checkpoint and exits. The handler can only be installed from the main thread;
+    elsewhere nothing is installed and the flag stays False. In a multi-process job the
+    processes may see the signal at different steps, so combine the flags across processes
+    (e.g. `jax.experimental.multihost_utils.process_allgather(flag).any()`) before acting.
+    """
+    requested = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda signum, frame: requested.set())
+    return requested.is_set

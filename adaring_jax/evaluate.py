@@ -1,0 +1,68 @@
+"""Evaluation: class text features, sharded accuracy with exact (correct, count) sums.
+
+Accuracy is reduced as sums of correct predictions and of mask, so padded or unreadable
+examples and examples split across hosts are each counted exactly once.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from adaring_jax import adapters, data, losses, objective, sharding
+from adaring_jax.models import clip
+
+
+def prompt_ids(tok, classnames, template: str) -> np.ndarray:
+    """(C, L) ids of one prompt per class, cut after the longest end-of-text token."""
+    ids = tok([template.format(c) for c in classnames])
+    return objective.Prompts.truncate(ids, tok.eos_token_id)
+
+
+def make_class_features(model: clip.CLIP, spec: adapters.AdapterSpec, mesh):
+    """jitted (frozen, adapter params or None, ids (C, L)) -> (C, D) unit-norm class features,
+    with the prompt batch sharded over `data`."""
+
+    @jax.jit
+    def run(frozen, adapter_params, ids):
+        layer = (adapters.layer_adapters(adapter_params, spec)["text"]
+                 if adapter_params is not None else None)
+        return losses.normalize(clip.encode_text(model, frozen, ids, layer).astype(jnp.float32))
+
+    def class_features(frozen, adapter_params, ids):
+        n = len(ids)
+        padded = sharding.pad_rows(np.asarray(ids), mesh.devices.size)
+        ids = jax.device_put(padded, sharding.batch_sharded(mesh))
+        return run(frozen, adapter_params, ids)[:n]
+
+    return class_features
+
+
+def make_accuracy(model: clip.CLIP, spec: adapters.AdapterSpec, mesh, image_size: int,
+                  batch_size: int, num_threads: int = 4):
+    """accuracy(frozen, adapter params or None, class features, source, indices) -> percent."""
+
+    @jax.jit
+    def counts(frozen, adapter_params, class_feats, batch):
+        layer = (adapters.layer_adapters(adapter_params, spec)["vision"]
+                 if adapter_params is not None else None)
+        img = clip.encode_image(model, frozen, batch["image"], layer)
+        logits = losses.normalize(img.astype(jnp.float32)) @ class_feats.T
+        correct = (logits.argmax(-1) == batch["label"]).astype(jnp.float32) * batch["mask"]
+        return correct.sum(), batch["mask"].sum()
+
+    def accuracy(frozen, adapter_params, class_feats, source, indices) -> float:
+        correct = total = 0.0
+        for local in data.eval_batches(source, indices, batch_size, image_size,
+                                       jax.process_index(), jax.process_count(), num_threads):
+            c, n = counts(frozen, adapter_params, class_feats, sharding.global_batch(local, mesh))
+            correct += float(c)
+            total += float(n)
+        return 100.0 * correct / max(total, 1.0)
+
+    return accuracy
+
+
+def harmonic_mean(a: float, b: float) -> float:
+    return 0.0 if a + b == 0 else 2 * a * b / (a + b)

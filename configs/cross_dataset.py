@@ -1,0 +1,21 @@
+r"""Cross-dataset transfer (CoOp protocol): train on ImageNet (all classes, 16 shots), test on
+ImageNet and the other 10 datasets of the suite.
+
+    python -m adaring_jax.main --config=configs/cross_dataset.py \
+        --config.model.checkpoint=openai/clip-vit-base-patch16 --config.data.data_dir=DATA \
+        --workdir=runs/xd/seed1
+
+Arguments as in configs/fewshot.py (dataset defaults to imagenet here).
+"""
+
+from adaring_jax import config_args
+from adaring_jax.data import presets
+
+
+def get_config(arg=None):
+    arg = config_args.parse(arg, **{**config_args.COMMON_ARGS, "dataset": "imagenet"})
+    config = config_args.base_config("cross_dataset", arg)
+    config.data.eval_datasets = tuple(d for d in presets.BENCHMARK if d != config.data.dataset)
+    config.optim.batch_size = 128 if config.data.dataset == "imagenet" else 16  # MMA: 128
+    config.lock()
+    return config

@@ -1,0 +1,21 @@
+r"""Domain generalization (CoOp protocol): train on ImageNet (16 shots), test on ImageNet-V2,
+-Sketch, -A and -R (A and R on their 200-class subsets).
+
+    python -m adaring_jax.main --config=configs/domain_generalization.py \
+        --config.model.checkpoint=openai/clip-vit-base-patch16 --config.data.data_dir=DATA \
+        --workdir=runs/dg/seed1
+
+Arguments as in configs/fewshot.py (dataset defaults to imagenet here).
+"""
+
+from adaring_jax import config_args
+from adaring_jax.data import presets
+
+
+def get_config(arg=None):
+    arg = config_args.parse(arg, **{**config_args.COMMON_ARGS, "dataset": "imagenet"})
+    config = config_args.base_config("domain_generalization", arg)
+    config.data.eval_datasets = presets.DOMAIN_TARGETS
+    config.optim.batch_size = 128  # MMA's ImageNet batch
+    config.lock()
+    return config
