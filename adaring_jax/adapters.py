@@ -230,29 +230,45 @@ def layer_adapters(params: Params, spec: AdapterSpec) -> dict[str, clip.LayerAda
     return out
 
 
+def _linear_cka(x: jax.Array, y: jax.Array) -> jax.Array:
+    """Linear CKA of (N, P, h) representations over their P rows, per layer: 1 when one is a
+    rotation/scaling of the other, 0 when they are uncorrelated."""
+    # Centre, then scale to unit Frobenius norm (CKA is scale-free): the epsilon below then
+    # only guards an all-constant (dead) representation, whatever the activations' size.
+    unit = lambda z: (lambda c: c * jax.lax.rsqrt(jnp.sum(c ** 2, axis=(1, 2), keepdims=True)
+                                                  + 1e-20))(z - z.mean(axis=1, keepdims=True))
+    x, y = unit(x), unit(y)
+    cross = jnp.sum(jnp.einsum("npi,npj->nij", x, y) ** 2, axis=(1, 2))
+    xx = jnp.sqrt(jnp.sum(jnp.einsum("npi,npj->nij", x, x) ** 2, axis=(1, 2)))
+    yy = jnp.sqrt(jnp.sum(jnp.einsum("npi,npj->nij", y, y) ** 2, axis=(1, 2)))
+    return cross / (xx * yy + 1e-12)
+
+
 def diversity(params: Params, spec: AdapterSpec, num_probes: int = 64) -> jax.Array:
-    """Mean squared cosine similarity between the banks' per-layer adapter outputs on fixed
-    Gaussian probe inputs (LayerNorm outputs are roughly unit Gaussian per feature), over bank
-    pairs, layers and towers. 0 for one bank. Lower is more diverse."""
+    """How much the heterogeneous banks compute the same thing: linear CKA between the banks'
+    bottleneck representations relu(Shared(relu(Down u))) on fixed Gaussian probe inputs u
+    (LayerNorm outputs are about unit Gaussian per feature), averaged over bank pairs, layers
+    and towers. 0 for one bank; 1 when banks are linear copies of each other.
+
+    Why the bottleneck and not the branch output: the output starts at exactly zero (Up is
+    zero-initialized) and any scale-free similarity of near-zero vectors has gradients that
+    grow like 1/|output| -- measured here as gradient norms in the thousands. The bottleneck
+    is well away from zero from the first step.
+    """
     if spec.method != "adaring" or len(spec.ranks) < 2:
         return jnp.zeros(())
     banks = bank_weights(params, spec)
     total, pairs = 0.0, 0
     for t, d in zip(TOWERS, spec.widths):
         probes = jax.random.normal(jax.random.key(17), (num_probes, d))
-        outs = []
+        reps = []
         for b in banks:
-            (down, shared, up), (bd, bs, _) = b[t]
+            (down, shared, _), (bd, bs, _) = b[t]
             h = jax.nn.relu(jnp.einsum("pi,nio->npo", probes, down) + bd[:, None])
-            h = jax.nn.relu(jnp.einsum("npi,nio->npo", h, shared) + bs[:, None])
-            outs.append(jnp.einsum("npi,nio->npo", h, up).reshape(spec.num_layers, -1))
-        for i in range(len(outs)):
-            for j in range(i + 1, len(outs)):
-                dot = jnp.sum(outs[i] * outs[j], axis=-1)
-                sq = jnp.sum(outs[i] ** 2, axis=-1) * jnp.sum(outs[j] ** 2, axis=-1)
-                # cos^2 = dot^2 / (|a|^2 |b|^2); the epsilon keeps it (and its gradient) finite
-                # at initialization, where the Up weights and so all outputs are zero.
-                total = total + jnp.mean(dot ** 2 / (sq + 1e-12))
+            reps.append(jax.nn.relu(jnp.einsum("npi,nio->npo", h, shared) + bs[:, None]))
+        for i in range(len(reps)):
+            for j in range(i + 1, len(reps)):
+                total = total + jnp.mean(_linear_cka(reps[i], reps[j]))
                 pairs += 1
     return total / pairs
 

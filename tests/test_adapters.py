@@ -174,10 +174,13 @@ def test_diversity_term():
     a = _randomize(adapters.init(spec, 1), 2)
     div = float(adapters.diversity(a, spec))
     assert 0 < div < 1
-    a["bank_1"] = a["bank_0"]  # identical banks: outputs collinear
-    assert float(adapters.diversity(a, spec)) == pytest.approx(1.0, abs=1e-3)
-    g = jax.grad(adapters.diversity)(_randomize(a, 3), spec)
-    assert float(jnp.abs(g["bank_0"]["text"]["up"]["cores"][0]).max()) > 0
+    a["bank_1"] = a["bank_0"]  # identical banks: identical representations
+    assert float(adapters.diversity(a, spec)) == pytest.approx(1.0, abs=1e-4)
+    fresh = adapters.init(spec, 4)  # at init (Up zero) the term and its gradient are moderate
+    g = jax.grad(adapters.diversity)(fresh, spec)
+    assert 0 < float(adapters.diversity(fresh, spec)) < 1
+    norm = float(optax.global_norm(g))
+    assert 0 < norm < 10, norm
 
 
 def test_from_dense_recovers_a_low_tr_rank_bank():

@@ -1,0 +1,202 @@
+"""The training job end to end: smoke run, 8 devices == 1, SIGKILL resume == uninterrupted,
+SIGTERM checkpoint, two processes == one, and bad values stopped before any compute."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from adaring_jax import checkpoint, train
+from configs import base2novel, fewshot
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMOKE = "--config=configs/fewshot.py:smoke"
+# The shared reference run: the smoke config trained for 24 steps with a checkpoint every 3,
+# long enough for a kill to land mid-training.
+LONGER = ("--config.optim.steps=24",)
+
+
+def _env(devices=1):
+    env = dict(os.environ, HF_HUB_OFFLINE="1", JAX_PLATFORMS="cpu")
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    return env
+
+
+def _main(workdir, *extra, devices=1, config=SMOKE):
+    return [sys.executable, "-m", "adaring_jax.main", config, f"--workdir={workdir}", *extra]
+
+
+def _run(workdir, *extra, devices=1, config=SMOKE):
+    out = subprocess.run(_main(workdir, *LONGER, *extra, config=config), cwd=ROOT,
+                         env=_env(devices),
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out
+
+
+def _losses(workdir):
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        return [(r["step"], r["loss"]) for r in map(json.loads, f)]
+
+
+def _adapters(workdir, step=None):
+    """The adapter params of a checkpoint, read back without a template."""
+    root = os.path.join(workdir, "checkpoints")
+    step = step or max(int(d) for d in os.listdir(root) if d.isdigit())
+    state = ocp.StandardCheckpointer().restore(os.path.join(root, str(step), "default"))
+    return state["adapters"]
+
+
+def _assert_trees_close(a, b, tol):
+    import jax
+    leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
+    assert len(leaves_a) == len(leaves_b)
+    for x, y in zip(leaves_a, leaves_b):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=tol, atol=tol)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """An uninterrupted smoke run on one device: the baseline every other run must match."""
+    workdir = str(tmp_path_factory.mktemp("reference"))
+    start = time.monotonic()
+    out = _run(workdir)
+    print(f"smoke run: {time.monotonic() - start:.1f} s")  # not asserted: timing varies
+    return workdir, out
+
+
+def test_smoke_run_writes_results_metrics_and_checkpoint(reference):
+    workdir, out = reference
+    results = json.load(open(os.path.join(workdir, "results.json")))
+    assert set(results["zeroshot"]) == set(results["adapted"]) == {"test"}
+    assert results["trainable_params"] > 0 and results["steps"] == 24
+    assert 0 <= results["adapted"]["test"] <= 100
+    assert [s for s, _ in _losses(workdir)] == list(range(2, 25, 2))
+    assert os.listdir(os.path.join(workdir, "tensorboard"))
+    steps = {d for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit()}
+    assert steps == {"21", "24"}  # every 3 steps, the last max_to_keep=2 kept
+    assert os.path.exists(os.path.join(workdir, "draw.json"))
+    assert "| adapted |" in open(os.path.join(workdir, "results.md")).read()
+
+
+def test_eight_devices_match_one(reference, tmp_path):
+    workdir, _ = reference
+    _run(str(tmp_path), devices=8)
+    np.testing.assert_allclose([l for _, l in _losses(str(tmp_path))],
+                               [l for _, l in _losses(workdir)], rtol=1e-4)
+    _assert_trees_close(_adapters(str(tmp_path)), _adapters(workdir), 1e-4)
+
+
+def _wait_for_checkpoint(workdir, step, proc, timeout=240, poll=0.02):
+    root = os.path.join(workdir, "checkpoints")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if os.path.isdir(os.path.join(root, str(step))):
+            return
+        if proc.poll() is not None:
+            pytest.fail(f"run ended before checkpoint {step}: {proc.stderr.read()[-2000:]}")
+        time.sleep(poll)
+    pytest.fail(f"no checkpoint {step} after {timeout}s")
+
+
+def test_sigkill_then_restart_matches_uninterrupted(reference, tmp_path):
+    workdir, _ = reference
+    proc = subprocess.Popen(_main(str(tmp_path), *LONGER), cwd=ROOT, env=_env(), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _wait_for_checkpoint(str(tmp_path), 3, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    out = _run(str(tmp_path))
+    b = json.load(open(os.path.join(str(tmp_path), "results.json")))
+    assert f"resumed from step {b['resumed_from']} of 24" in out.stderr
+    assert 3 <= b["resumed_from"] < 24  # the kill landed mid-training
+    _assert_trees_close(_adapters(str(tmp_path), 24), _adapters(workdir, 24), 1e-6)
+    a = json.load(open(os.path.join(workdir, "results.json")))
+    assert a["adapted"] == b["adapted"] and a["zeroshot"] == b["zeroshot"]
+
+
+def test_sigterm_leaves_a_checkpoint_at_the_current_step(tmp_path):
+    proc = subprocess.Popen(_main(str(tmp_path), "--config.optim.steps=400",
+                                  "--config.checkpoint_every=1000"),
+                            cwd=ROOT, env=_env(), text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    metrics_path = os.path.join(str(tmp_path), "metrics.jsonl")
+    deadline = time.monotonic() + 240
+    while not (os.path.exists(metrics_path) and os.path.getsize(metrics_path)):
+        assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read()[-2000:]
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-2000:]
+    saved = [line for line in err.splitlines() if "SIGTERM: saved a checkpoint at step" in line]
+    assert saved, err[-2000:]
+    step = int(saved[0].split("at step ")[1].split()[0])
+    assert 0 < step < 400
+    assert os.path.isdir(os.path.join(str(tmp_path), "checkpoints", str(step)))
+    assert not os.path.exists(os.path.join(str(tmp_path), "results.json"))
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_match_one(reference, tmp_path):
+    workdir, _ = reference
+    port = _free_port()
+    procs = [subprocess.Popen(
+        _main(str(tmp_path), *LONGER, "--distributed", f"--coordinator_address=127.0.0.1:{port}",
+              "--num_processes=2", f"--process_id={i}"),
+        cwd=ROOT, env=_env(devices=2), text=True, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE) for i in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-3000:]
+    np.testing.assert_allclose([l for _, l in _losses(str(tmp_path))],
+                               [l for _, l in _losses(workdir)], rtol=1e-4)
+    _assert_trees_close(_adapters(str(tmp_path)), _adapters(workdir), 1e-4)
+    a = json.load(open(os.path.join(workdir, "results.json")))
+    b = json.load(open(os.path.join(str(tmp_path), "results.json")))
+    assert a["adapted"] == b["adapted"]
+
+
+@pytest.mark.parametrize("arg,override,message", [
+    ("method=lora", None, "config.method='lora' is not valid; choose from: zeroshot, mma, adaring"),
+    ("dataset=cifar", None, "config.data.dataset='cifar' is not valid; choose from: imagenet"),
+    ("arch=ViT-H/14", None, "config.model.arch='ViT-H/14' is not valid; choose from: ViT-B/32"),
+    ("shots=0", None, "config.data.shots=0 must be >= 1"),
+    ("", ("protocol", "zero"), "config.protocol='zero' is not valid; choose from: fewshot"),
+])
+def test_bad_values_stop_before_compute(tmp_path, arg, override, message):
+    config = fewshot.get_config("smoke," + arg if arg else "smoke")
+    if override:
+        config.unlock()
+        setattr(config, *override)
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        train.train_and_evaluate(config, str(tmp_path))
+    assert not os.listdir(tmp_path)  # nothing written, nothing computed
+
+
+def test_workdir_of_another_experiment_is_refused(reference, tmp_path):
+    workdir, _ = reference
+    config = fewshot.get_config("smoke,seed=2")
+    with pytest.raises(checkpoint.CheckpointError, match="seed: workdir has 1, this run has 2"):
+        train.train_and_evaluate(config, workdir)
+
+
+def test_base2novel_smoke_reports_base_novel_and_hm(tmp_path):
+    config = base2novel.get_config("smoke")
+    results = train.train_and_evaluate(config, str(tmp_path))
+    for kind in ("zeroshot", "adapted"):
+        assert set(results[kind]) == {"base", "novel", "hm"}
+        b, n = results[kind]["base"], results[kind]["novel"]
+        assert results[kind]["hm"] == pytest.approx(0 if b + n == 0 else 2 * b * n / (b + n),
+                                                     abs=0.01)
