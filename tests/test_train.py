@@ -1,12 +1,15 @@
 """The training job end to end: smoke run, 8 devices == 1, SIGKILL resume == uninterrupted,
 SIGTERM checkpoint, two processes == one, and bad values stopped before any compute."""
 
+import atexit
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 import jax
@@ -24,9 +27,17 @@ SMOKE = "--config=configs/fewshot.py:smoke"
 LONGER = ("--config.checkpoint_every=1",)
 
 
-def _env(devices=1):
+# Single-process runs share a persistent compilation cache: the resumed and preempted runs
+# compile the same programs as the reference, and compiling is most of a smoke run.
+_CACHE = tempfile.mkdtemp(prefix="adaring-test-jax-cache-")
+atexit.register(shutil.rmtree, _CACHE, True)
+
+
+def _env(devices=1, cache=True):
     env = dict(os.environ, HF_HUB_OFFLINE="1", JAX_PLATFORMS="cpu")
     env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    if cache:
+        env["JAX_COMPILATION_CACHE_DIR"] = _CACHE
     return env
 
 
@@ -160,7 +171,7 @@ def test_two_processes_match_one(reference, tmp_path):
     procs = [subprocess.Popen(
         _main(str(tmp_path), *LONGER, "--distributed", f"--coordinator_address=127.0.0.1:{port}",
               "--num_processes=2", f"--process_id={i}"),
-        cwd=ROOT, env=_env(devices=2), text=True, stdout=subprocess.PIPE,
+        cwd=ROOT, env=_env(devices=2, cache=False), text=True, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE) for i in range(2)]
     for p in procs:
         _, err = p.communicate(timeout=300)
