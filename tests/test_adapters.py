@@ -116,7 +116,7 @@ def test_mma_forward_matches_the_formula(tiny):
                             adapters.layer_adapters(a, spec)["vision"])
 
     vp = params["vision_model"]
-    enc = clip.Encoder(32, 2, 64, "quick_gelu", 1e-5, 4, causal=False)
+    enc = clip.Encoder(model.config.vision, causal=False)
     h = model.apply({"params": params}, pixels, method=lambda m, x: m.vision_model.embed(x))
     for layer in range(4):
         out = enc.apply({"params": vp["encoder"]}, h, None, layer, layer + 1)

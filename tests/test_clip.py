@@ -102,7 +102,7 @@ def test_adapter_branch_reads_ln1_and_adds_to_block_output(tiny):
     got = clip.encode_image(model, params, pixels, a)
 
     vp = params["vision_model"]
-    enc = clip.Encoder(32, 2, 64, "quick_gelu", 1e-5, 4, causal=False)
+    enc = clip.Encoder(model.config.vision, causal=False)
     run = lambda h, start, stop: enc.apply({"params": vp["encoder"]}, h, None, start, stop)
     h = model.apply({"params": params}, pixels, method=lambda m, x: m.vision_model.embed(x))
     h = run(h, 0, k)

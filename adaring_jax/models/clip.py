@@ -239,22 +239,18 @@ class MLP(nn.Module):
 
 class ResidualBlock(nn.Module):
     """Pre-LN transformer block: x + attn(LN1 x), then + mlp(LN2 .); optional adapter branch."""
-    width: int
-    heads: int
-    mlp_dim: int
-    act: str
-    eps: float
-    depth: int
+    cfg: VisionConfig | TextConfig
     causal: bool
     dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: Array, adapter: tuple | None = None) -> Array:
-        ln = lambda name: nn.LayerNorm(epsilon=self.eps, dtype=self.dtype, name=name)
+        c = self.cfg
+        ln = lambda name: nn.LayerNorm(epsilon=c.layer_norm_eps, dtype=self.dtype, name=name)
         u = ln("layer_norm1")(x)
-        y = x + Attention(self.width, self.heads, self.depth, self.dtype, name="self_attn")(
+        y = x + Attention(c.width, c.heads, c.layers, self.dtype, name="self_attn")(
             u, self.causal)
-        y = y + MLP(self.width, self.mlp_dim, self.act, self.depth, self.dtype, name="mlp")(
+        y = y + MLP(c.width, c.mlp_dim, c.act, c.layers, self.dtype, name="mlp")(
             ln("layer_norm2")(y))
         if adapter is not None:
             kernels, biases, scale = adapter
@@ -263,29 +259,21 @@ class ResidualBlock(nn.Module):
 
 
 class Encoder(nn.Module):
-    """A stack of `depth` residual blocks whose parameters are stacked over depth."""
-    width: int
-    heads: int
-    mlp_dim: int
-    act: str
-    eps: float
-    depth: int
+    """A tower's `cfg.layers` residual blocks, their parameters stacked over depth."""
+    cfg: VisionConfig | TextConfig
     causal: bool
     dtype: Any = jnp.float32
-
-    def _block(self) -> ResidualBlock:
-        return ResidualBlock(self.width, self.heads, self.mlp_dim, self.act, self.eps, self.depth,
-                             self.causal, self.dtype, parent=None)
 
     @nn.compact
     def __call__(self, x: Array, adapters: LayerAdapters | None = None, start: int = 0,
                  stop: int | None = None) -> Array:
-        block = self._block()
+        block = ResidualBlock(self.cfg, self.causal, self.dtype, parent=None)
+        depth = self.cfg.layers
         stacked = self.param(
             "layers",
             lambda rng: jax.vmap(lambda r: block.init(r, x[:1, :1])["params"])(
-                jax.random.split(rng, self.depth)))
-        stop = self.depth if stop is None else stop
+                jax.random.split(rng, depth)))
+        stop = depth if stop is None else stop
         sliced = jax.tree.map(lambda p: p[start:stop], stacked)
         per_layer = None if adapters is None else _spread(adapters, start, stop)
 
@@ -312,11 +300,6 @@ def _spread(adapters: LayerAdapters, start: int, stop: int):
     return (tuple(pad(k) for k in adapters.kernels),
             tuple(None if b is None else pad(b) for b in adapters.biases),
             pad(scale))
-
-
-def _encoder(cfg: VisionConfig | TextConfig, causal: bool, dtype) -> Encoder:
-    return Encoder(cfg.width, cfg.heads, cfg.mlp_dim, cfg.act, cfg.layer_norm_eps, cfg.layers,
-                   causal, dtype, name="encoder")
 
 
 class VisionEmbeddings(nn.Module):
@@ -347,7 +330,7 @@ class VisionTower(nn.Module):
         c = self.cfg
         self.embeddings = VisionEmbeddings(c, self.dtype)
         self.pre_layrnorm = nn.LayerNorm(epsilon=c.layer_norm_eps, dtype=self.dtype)
-        self.encoder = _encoder(c, causal=False, dtype=self.dtype)
+        self.encoder = Encoder(c, causal=False, dtype=self.dtype)
         self.post_layernorm = nn.LayerNorm(epsilon=c.layer_norm_eps, dtype=self.dtype)
 
     def embed(self, pixels: Array) -> Array:
@@ -399,7 +382,7 @@ class TextTower(nn.Module):
     def setup(self):
         c = self.cfg
         self.embeddings = TextEmbeddings(c, self.dtype)
-        self.encoder = _encoder(c, causal=True, dtype=self.dtype)
+        self.encoder = Encoder(c, causal=True, dtype=self.dtype)
         self.final_layer_norm = nn.LayerNorm(epsilon=c.layer_norm_eps, dtype=self.dtype)
 
     def embed(self, input_ids: Array) -> Array:
