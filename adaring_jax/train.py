@@ -270,11 +270,16 @@ def _train(config, workdir, model, frozen, tok, spec, mesh, ckpt, train_src, tra
         batch = sharding.global_batch(local, mesh)
         state, m = step_fn(state, frozen, batch, prompts, text_ref)
         done = step + 1
+        if step == start:  # the first step compiles: time it apart from the steady steps
+            jax.block_until_ready(m)
+            last_t, last_step = time.monotonic(), done
+            info["first_step_seconds"] = round(last_t - t_start, 2)
         if done % config.log_every == 0 or done == total:
             m = jax.device_get(m)
             now = time.monotonic()
-            m["step_time"] = (now - last_t) / (done - last_step)
-            m["images_per_second"] = config.optim.batch_size / m["step_time"]
+            if done > last_step:
+                m["step_time"] = (now - last_t) / (done - last_step)
+                m["images_per_second"] = config.optim.batch_size / m["step_time"]
             last_t, last_step = now, done
             writer.write(done, m)
             progress(done)
