@@ -26,7 +26,7 @@ from adaring_jax import zeroshot
 from adaring_jax.data import presets
 from adaring_jax.models import clip, convert, tokenizer
 
-PROTOCOLS = ("fewshot", "base2novel", "cross_dataset", "domain_generalization")
+PROTOCOLS = ("fewshot", "base2novel", "cross_dataset", "domain_generalization", "pretrain")
 OPTIMIZERS = ("sgd", "adamw")
 
 
@@ -189,6 +189,9 @@ def make_train_step(model, spec, weights, opt, schedule, mesh):
 
 def train_and_evaluate(config, workdir: str) -> dict:
     validate(config)
+    if config.protocol == "pretrain":  # all CLIP parameters, contrastive, on shapes
+        from adaring_jax import pretrain
+        return pretrain.pretrain_and_export(config, workdir, load_backbone, fingerprint(config))
     os.makedirs(workdir, exist_ok=True)
     ckpt = None
     if config.method != "zeroshot":  # before any compute: refuse another experiment's workdir

@@ -123,6 +123,13 @@ PRESETS: dict[str, CLIPConfig] = {
     "ViT-B/16": _openai(224, 16, 768, 12, 12, 512, 8, 512),
     "ViT-L/14": _openai(224, 14, 1024, 24, 16, 768, 12, 768),
     "ViT-L/14-336": _openai(336, 14, 1024, 24, 16, 768, 12, 768),
+    # The embedded default's architecture, pretrained on the shapes world (configs/
+    # pretrain_shapes.py); its vocabulary size is set from the world's captions.
+    "shapes-vit": CLIPConfig(
+        vision=VisionConfig(32, 4, 96, 6, 4, 384),
+        text=TextConfig(vocab_size=1000, context_length=16, width=64, layers=6, heads=4,
+                        mlp_dim=256),
+        projection_dim=64),
     # Tiny architectures for tests and smoke runs (random weights, seconds on a CPU).
     "tiny": CLIPConfig(
         vision=VisionConfig(32, 8, 32, 4, 2, 64),
@@ -137,7 +144,8 @@ PRESETS: dict[str, CLIPConfig] = {
 }
 # Config-friendly aliases: `arch=vit_b16` on the command line.
 ALIASES = {"vit_b32": "ViT-B/32", "vit_b16": "ViT-B/16", "vit_l14": "ViT-L/14",
-           "vit_l14_336": "ViT-L/14-336", "tiny_gelu": "tiny-gelu"}
+           "vit_l14_336": "ViT-L/14-336", "tiny_gelu": "tiny-gelu",
+           "shapes_vit": "shapes-vit"}
 
 
 # ---------------------------------------------------------------------------------------------

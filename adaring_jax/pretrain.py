@@ -1,0 +1,169 @@
+"""Contrastive pretraining of a small CLIP on the `shapes` world's pretraining domain, exported
+in Hugging Face format (the embedded default checkpoint is made this way).
+
+All parameters train with the CLIP loss, but with multi-positive targets: a caption that names
+only a colour ("something red") is a positive for every image of that colour in the batch, one
+that names only a shape for every image of that shape, and a full caption for every image of
+that class. Images are never repeated: step s renders examples s*B .. s*B+B-1 of the
+procedural world, so each batch is a pure function of the step (exact resume, any number of
+processes). At the end the model is evaluated zero-shot on both domains and written with its
+tokenizer to `workdir/export`, a directory `clip.load_pretrained` reads like any CLIP.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import logging
+
+from adaring_jax import adapters, checkpoint, evaluate, metrics, sharding
+from adaring_jax.data import shapes
+from adaring_jax.models import clip, preprocess
+
+_COLOUR_WORDS = {c: i for i, c in enumerate(shapes.COLOURS)}
+_SHAPE_WORDS = {s: i for i, s in enumerate(shapes.SHAPES)}
+
+
+def caption_attributes(text: str) -> tuple[int, int]:
+    """(colour id or -1, shape id or -1) named by a caption."""
+    words = shapes.words(text)
+    colour = next((_COLOUR_WORDS[w] for w in words if w in _COLOUR_WORDS), -1)
+    shape = next((_SHAPE_WORDS[w] for w in words if w in _SHAPE_WORDS), -1)
+    return colour, shape
+
+
+def positives(labels, cap_colour, cap_shape) -> jax.Array:
+    """(B_img, B_cap) 1 where caption j is true of image i."""
+    colour = labels // len(shapes.SHAPES)
+    shape = labels % len(shapes.SHAPES)
+    ok_c = (cap_colour[None, :] < 0) | (cap_colour[None, :] == colour[:, None])
+    ok_s = (cap_shape[None, :] < 0) | (cap_shape[None, :] == shape[:, None])
+    return (ok_c & ok_s).astype(jnp.float32)
+
+
+def multi_positive_clip_loss(img, txt, logit_scale, pos) -> jax.Array:
+    """Symmetric cross-entropy of scaled cosine logits against row-normalized positives."""
+    img = img / jnp.linalg.norm(img, axis=-1, keepdims=True)
+    txt = txt / jnp.linalg.norm(txt, axis=-1, keepdims=True)
+    logits = jnp.exp(logit_scale) * img.astype(jnp.float32) @ txt.astype(jnp.float32).T
+    i2t = optax.softmax_cross_entropy(logits, pos / pos.sum(1, keepdims=True))
+    t2i = optax.softmax_cross_entropy(logits.T, pos.T / pos.T.sum(1, keepdims=True))
+    return (i2t.mean() + t2i.mean()) / 2
+
+
+class Batches:
+    """Step -> this process's share of the global batch: images, caption ids, attributes."""
+
+    def __init__(self, tok, image_size: int, batch: int, seed: int):
+        self.source = shapes.ShapesSource("train", "pretrain", size=2 ** 62,
+                                          image_size=image_size, seed=seed)
+        self.tok, self.batch = tok, batch
+        self.local = batch // jax.process_count()
+        self.offset = jax.process_index() * self.local
+
+    def __call__(self, step: int) -> dict:
+        idx = np.arange(step * self.batch + self.offset,
+                        step * self.batch + self.offset + self.local)
+        captions = [self.source.caption(i) for i in idx]
+        attrs = np.asarray([caption_attributes(c) for c in captions], np.int32)
+        return {"image": preprocess.normalize(self.source.render_batch(idx)),
+                "ids": self.tok(captions), "label": (idx % shapes.NUM_CLASSES).astype(np.int32),
+                "cap_colour": attrs[:, 0], "cap_shape": attrs[:, 1]}
+
+
+def pretrain_and_export(config, workdir: str, load_backbone, fingerprint) -> dict:
+    """Train all CLIP parameters contrastively, evaluate zero-shot, export to workdir/export."""
+    os.makedirs(workdir, exist_ok=True)
+    ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), fingerprint,
+                                   max_to_keep=config.max_to_keep)
+    mesh = sharding.make_mesh()
+    repl = sharding.replicated(mesh)
+    vocab = shapes.caption_vocabulary()
+    model, params, tok = load_backbone(config, vocab, workdir)
+    o = config.optim
+    total = o.steps
+    schedule = optax.warmup_cosine_decay_schedule(0.0, o.lr, min(o.warmup_steps, total - 1),
+                                                  total)
+    opt = optax.adamw(schedule, weight_decay=o.weight_decay)
+    state = jax.device_put({"params": params, "opt_state": opt.init(params),
+                            "step": jnp.zeros((), jnp.int32),
+                            "rng": jax.random.key_data(jax.random.key(config.seed))}, repl)
+    start = ckpt.latest_step() or 0
+    if start:
+        state = ckpt.restore(jax.tree.map(lambda x: jax.ShapeDtypeStruct(
+            x.shape, x.dtype, sharding=x.sharding), state), start)
+        logging.info("resumed from step %d of %d", start, total)
+
+    def step_fn(state, batch):
+        def loss_fn(p):
+            img = clip.encode_image(model, p, batch["image"])
+            txt = clip.encode_text(model, p, batch["ids"])
+            pos = positives(batch["label"], batch["cap_colour"], batch["cap_shape"])
+            return multi_positive_clip_loss(img, txt, p["logit_scale"], pos)
+        loss, grads = jax.value_and_grad(loss_fn)(state["params"])
+        updates, opt_state = opt.update(grads, state["opt_state"], state["params"])
+        new_params = optax.apply_updates(state["params"], updates)
+        # CLIP clamps the temperature at 100 (logit scale ln 100).
+        new_params["logit_scale"] = jnp.minimum(new_params["logit_scale"], jnp.log(100.0))
+        return ({"params": new_params, "opt_state": opt_state, "step": state["step"] + 1,
+                 "rng": state["rng"]},
+                {"loss": loss, "lr": schedule(state["step"]),
+                 "logit_scale": jnp.exp(new_params["logit_scale"])})
+
+    step_fn = jax.jit(step_fn, out_shardings=(repl, repl), donate_argnums=0)
+    batches = Batches(tok, model.config.vision.image_size, o.batch_size, config.seed)
+    writer = metrics.MetricWriter(workdir)
+    progress = metrics.Progress(total, start, config.log_every)
+    terminated = checkpoint.install_sigterm_flag()
+    t0 = time.monotonic()
+    for step in range(start, total):
+        state, m = step_fn(state, sharding.global_batch(batches(step), mesh))
+        done = step + 1
+        if done % config.log_every == 0 or done == total:
+            writer.write(done, jax.device_get(m))
+            progress(done)
+        if terminated():
+            ckpt.save(done, state, force=True)
+            ckpt.wait()
+            logging.warning("SIGTERM: saved a checkpoint at step %d and stopping", done)
+            return {"preempted_at": done}
+        if done % config.checkpoint_every == 0 or done == total:
+            ckpt.save(done, state)
+    ckpt.wait()
+    writer.close()
+    params = state["params"]
+    results = {"steps": total, "train_seconds": round(time.monotonic() - t0, 1),
+               "zeroshot": zeroshot_accuracy(config, model, params, tok, mesh)}
+    if jax.process_index() == 0:
+        export = os.path.join(workdir, "export")
+        clip.save_pretrained(model, jax.device_get(params), export, tokenizer_dir=tok_dir(tok))
+        with open(os.path.join(workdir, "results.json"), "w") as f:
+            json.dump(results, f, indent=2)
+        logging.info("exported to %s; zero-shot accuracy %s", export, results["zeroshot"])
+    return results
+
+
+def tok_dir(tok) -> str:
+    return tok.hf.name_or_path
+
+
+def zeroshot_accuracy(config, model, params, tok, mesh) -> dict[str, float]:
+    """Zero-shot accuracy (%) over all 64 classes in each rendering domain (test split)."""
+    spec = adapters.AdapterSpec("zeroshot", (1, 1), ())
+    class_features = evaluate.make_class_features(model, spec, mesh)
+    accuracy = evaluate.make_accuracy(model, spec, mesh, model.config.vision.image_size,
+                                      config.eval.batch_size, config.data.num_threads)
+    ids = evaluate.prompt_ids(tok, shapes.CLASSNAMES, shapes.TEMPLATE)
+    feats = class_features(params, None, ids)
+    out = {}
+    for domain in shapes.DOMAINS:
+        src = shapes.ShapesSource("test", domain, size=config.eval.size,
+                                  image_size=model.config.vision.image_size)
+        out[domain] = round(accuracy(params, None, feats, src, np.arange(len(src))), 2)
+    return out
