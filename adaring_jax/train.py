@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import time
 
@@ -115,16 +114,16 @@ def build_task(config, workdir: str, image_size: int):
     evals: dict[str, EvalSet] = {}
     if config.protocol == "base2novel":
         base, novel = data.base_novel_split(len(train.classnames))
-        keep, new_labels = data.relabel(train.labels()[draw], base)
+        keep, _ = data.relabel(train.labels()[draw], base)
         names = [train.classnames[c] for c in base]
         train_src = data.Subset(train, draw[keep], names,
-                                label_map=_label_map(base, len(train.classnames)))
+                                label_map=data.label_lookup(base, len(train.classnames)))
         train_idx = np.arange(len(keep))
         test = _open(config, name, "test", image_size)
         for split, ids in (("base", base), ("novel", novel)):
             idx, _ = data.relabel(test.labels(), ids)
             sub = data.Subset(test, idx, [test.classnames[c] for c in ids],
-                              label_map=_label_map(ids, len(test.classnames)))
+                              label_map=data.label_lookup(ids, len(test.classnames)))
             evals[split] = EvalSet(sub, np.arange(len(idx)), sub.classnames, test.template)
     else:
         train_src, train_idx = train, draw
@@ -141,12 +140,6 @@ def build_task(config, workdir: str, image_size: int):
         data.record_draw(os.path.join(workdir, "draw.json"), dataset=name, shots=shots,
                          seed=seed, train_indices=np.asarray(draw))
     return train_src, train_idx, evals
-
-
-def _label_map(class_ids, num_classes) -> np.ndarray:
-    lookup = np.full(num_classes, -1, np.int64)
-    lookup[np.asarray(class_ids)] = np.arange(len(class_ids))
-    return lookup
 
 
 # ---------------------------------------------------------------------------------------------

@@ -58,13 +58,20 @@ def base_novel_split(num_classes: int) -> tuple[np.ndarray, np.ndarray]:
     return np.arange(m), np.arange(m, num_classes)
 
 
+def label_lookup(class_ids, num_classes: int) -> np.ndarray:
+    """(num_classes,) old label -> new label (its position in class_ids), -1 if dropped."""
+    lookup = np.full(num_classes, -1, np.int64)
+    lookup[np.asarray(class_ids)] = np.arange(len(class_ids))
+    return lookup
+
+
 def relabel(labels, class_ids) -> tuple[np.ndarray, np.ndarray]:
     """(indices of examples whose label is in class_ids, their labels renumbered 0..len-1
     in the order of class_ids)."""
     labels = np.asarray(labels)
     class_ids = np.asarray(class_ids)
-    lookup = np.full(max(int(labels.max(initial=0)), int(class_ids.max(initial=0))) + 1, -1)
-    lookup[class_ids] = np.arange(len(class_ids))
+    lookup = label_lookup(class_ids, max(int(labels.max(initial=0)),
+                                         int(class_ids.max(initial=0))) + 1)
     keep = np.flatnonzero(lookup[labels] >= 0)
     return keep, lookup[labels[keep]]
 
