@@ -53,6 +53,7 @@ SPLITS = ("train", "validation", "test")
 TEMPLATE = "a photo of a {}."
 
 RADIUS_RANGE = (0.22, 0.38)  # object radius as a fraction of the image side
+MAX_ROTATION = 180.0  # objects turn by a uniform angle in [-MAX_ROTATION, MAX_ROTATION] degrees
 COLOUR_JITTER = 12.0  # max per-channel offset of the object colour, in 0..255 levels
 PRETRAIN_NOISE_STD = 3.0  # Gaussian pixel noise, 0..255 levels
 TARGET_NOISE_STD = 14.0
@@ -166,7 +167,7 @@ def render(indices, *, seed=0, domain="pretrain", split="train", image_size=32):
     # Geometry: u[0] radius, u[1:3] centre (at least 0.9 radius from the border), u[3] rotation.
     radius = _between(*RADIUS_RANGE, u[:, 0])
     cx, cy = (0.9 * radius + (1 - 1.8 * radius) * u[:, k] for k in (1, 2))
-    angle = 2 * math.pi * u[:, 3]
+    angle = math.radians(MAX_ROTATION) * (2 * u[:, 3] - 1)
     pix = (np.arange(s, dtype=f32) + 0.5) / s  # pixel centres in [0, 1]
     dx, dy = pix[None, None, :] - col(cx), pix[None, :, None] - col(cy)
     cos, sin = col([math.cos(a) for a in angle]), col([math.sin(a) for a in angle])
