@@ -40,8 +40,8 @@ def caption_attributes(text: str) -> tuple[int, int]:
 
 def positives(labels, cap_colour, cap_shape) -> jax.Array:
     """(B_img, B_cap) 1 where caption j is true of image i."""
-    colour = labels // len(shapes.SHAPES)
-    shape = labels % len(shapes.SHAPES)
+    colour = jnp.asarray(shapes.CLASS_COLOUR)[labels]
+    shape = jnp.asarray(shapes.CLASS_SHAPE)[labels]
     ok_c = (cap_colour[None, :] < 0) | (cap_colour[None, :] == colour[:, None])
     ok_s = (cap_shape[None, :] < 0) | (cap_shape[None, :] == shape[:, None])
     return (ok_c & ok_s).astype(jnp.float32)

@@ -157,6 +157,8 @@ def make_optimizer(config, total_steps: int):
                           optax.sgd(schedule, momentum=o.momentum))
     else:
         opt = optax.adamw(schedule, weight_decay=o.weight_decay)
+    if o.clip_norm > 0:
+        opt = optax.chain(optax.clip_by_global_norm(o.clip_norm), opt)
     return opt, schedule
 
 

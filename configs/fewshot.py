@@ -16,7 +16,7 @@ from adaring_jax import config_args
 
 
 def get_config(arg=None):
-    arg = config_args.parse(arg, **config_args.COMMON_ARGS)
-    config = config_args.base_config("fewshot", arg)
+    arg = config_args.parse(arg, **config_args.COMMON_ARGS, protocol="base2novel")
+    config = config_args.base_config(arg.protocol, arg)
     config.lock()
     return config

@@ -16,8 +16,8 @@ def test_caption_attributes_and_positives():
     assert pretrain.caption_attributes("a photo of a red star.") == (
         list(shapes.COLOURS).index("red"), shapes.SHAPES.index("star"))
     assert pretrain.caption_attributes("something blue")[1] == -1
-    # labels are colour-major: label = 8 * colour + shape
-    labels = jnp.array([0, 1, 8])  # red circle, red square, orange circle
+    label = {name: i for i, name in enumerate(shapes.CLASSNAMES)}
+    labels = jnp.array([label["red circle"], label["red square"], label["orange circle"]])
     pos = pretrain.positives(labels, jnp.array([0, -1, 1]), jnp.array([0, 0, -1]))
     np.testing.assert_array_equal(pos, [[1, 1, 0],    # red circle: "red circle", "circle"
                                         [0, 0, 0],    # red square: none of them

@@ -16,7 +16,14 @@ from adaring_jax.data.source import Source
 def test_classes():
     assert len(SHAPES) >= 8 and len(COLOURS) >= 8 and len(CLASSNAMES) == len(SHAPES) * len(COLOURS)
     assert CLASSNAMES[0] == f"{list(COLOURS)[0]} {SHAPES[0]}"
-    assert CLASSNAMES[len(SHAPES)] == f"{list(COLOURS)[1]} {SHAPES[0]}"  # colour-major
+    assert CLASSNAMES[1] == f"{list(COLOURS)[0]} {SHAPES[2]}"  # (colour + shape) even first
+    for label, name in enumerate(CLASSNAMES):
+        assert name == f"{list(COLOURS)[shapes.CLASS_COLOUR[label]]} {SHAPES[shapes.CLASS_SHAPE[label]]}"
+    # The CoOp base/novel split (first half base) shares every colour and every shape.
+    half = len(CLASSNAMES) // 2
+    for part in (slice(0, half), slice(half, None)):
+        assert set(shapes.CLASS_COLOUR[part]) == set(range(len(COLOURS)))
+        assert set(shapes.CLASS_SHAPE[part]) == set(range(len(SHAPES)))
     assert len(set(CLASSNAMES)) == len(CLASSNAMES)
     assert all(len(rgb) == 3 and all(0 <= v <= 255 for v in rgb) for rgb in COLOURS.values())
     assert DOMAINS == ("pretrain", "target")
@@ -156,8 +163,8 @@ def test_pretrain_images_carry_the_class():
     test_colour, test_profile = _object_features(test.render_batch(range(256)))
     rgb = np.array(list(COLOURS.values()), np.float32)
     colour_pred = np.argmin(((test_colour[:, None] - rgb) ** 2).sum(-1), 1)
-    assert np.mean(colour_pred == test.labels() // len(SHAPES)) > 0.9
-    train_shape, test_shape = train.labels() % len(SHAPES), test.labels() % len(SHAPES)
+    assert np.mean(colour_pred == shapes.CLASS_COLOUR[test.labels()]) > 0.9
+    train_shape, test_shape = shapes.CLASS_SHAPE[train.labels()], shapes.CLASS_SHAPE[test.labels()]
     centroids = np.stack([train_profile[train_shape == k].mean(0) for k in range(len(SHAPES))])
     shape_pred = np.argmin(((test_profile[:, None] - centroids) ** 2).sum(-1), 1)
     assert np.mean(shape_pred == test_shape) > 0.6

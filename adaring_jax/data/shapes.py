@@ -3,7 +3,9 @@ r"""The `shapes` world: a small procedural image distribution with captions, in 
 The project can download neither datasets nor pretrained CLIP weights, so it ships this world to
 pretrain a tiny CLIP on and to adapt it few-shot. Every image shows one coloured object; the class
 is the pair (colour, shape), 8 colours x 8 shapes = 64 classes named "{colour} {shape}"
-("red star"). `CLASSNAMES` is colour-major: label = 8 * colour_index + shape_index.
+("red star"). `CLASSNAMES` puts the 32 classes with (colour index + shape index) even first, then
+the other 32, so the CoOp base/novel split (first half = base) gives base and novel classes that
+share every colour and every shape; `CLASS_COLOUR` / `CLASS_SHAPE` map a label to its parts.
 
 Nuisances drawn per example: object size, position (mostly inside the image), rotation (0..360
 degrees), a small colour jitter, the background and pixel noise. The two rendering domains share
@@ -46,7 +48,13 @@ COLOURS = {  # name -> RGB; saturated hues (and white) that stay nameable after 
     "magenta": (215, 40, 200),
     "white": (245, 245, 245),
 }
-CLASSNAMES = [f"{c} {s}" for c in COLOURS for s in SHAPES]  # colour-major
+# (colour, shape) index pairs in label order: the "even" checkerboard half first, each half
+# colour-major.
+_CLASSES = sorted(((c, s) for c in range(len(COLOURS)) for s in range(len(SHAPES))),
+                  key=lambda cs: ((cs[0] + cs[1]) % 2, cs))
+CLASS_COLOUR = np.array([c for c, _ in _CLASSES])  # label -> colour index
+CLASS_SHAPE = np.array([s for _, s in _CLASSES])  # label -> shape index
+CLASSNAMES = [f"{list(COLOURS)[c]} {SHAPES[s]}" for c, s in _CLASSES]
 NUM_CLASSES = len(CLASSNAMES)
 DOMAINS = ("pretrain", "target")
 SPLITS = ("train", "validation", "test")
@@ -175,14 +183,14 @@ def render(indices, *, seed=0, domain="pretrain", split="train", image_size=32):
     x, y = (cos * dx + sin * dy) / scale, (cos * dy - sin * dx) / scale
     sdf = np.empty((n, s, s), f32)
     for k, name in enumerate(SHAPES):
-        m = labels % len(SHAPES) == k
+        m = CLASS_SHAPE[labels] == k
         if m.any():
             sdf[m] = _SDF[name](x[m], y[m])
     sdf *= col(radius * s)  # unit-frame distance -> pixels
     coverage = np.clip(0.5 - sdf, 0, 1)  # anti-aliased inside indicator
 
     # Colour: class colour plus u[4:7] jitter.
-    colour = _RGB[labels // len(SHAPES)] + COLOUR_JITTER * (2 * u[:, 4:7] - 1)
+    colour = _RGB[CLASS_COLOUR[labels]] + COLOUR_JITTER * (2 * u[:, 4:7] - 1)
     if domain == "pretrain":
         # u[7] < 0.5: dark grey level 20..80, else light 135..185; u[8:11] a small tint.
         level = np.where(u[:, 7] < 0.5, 20 + 120 * u[:, 7], 135 + 100 * (u[:, 7] - 0.5))
@@ -234,7 +242,7 @@ def caption(index, *, seed=0, domain="pretrain", split="train"):
     rng = _rng(seed, domain, split, index, 1)
     templates = list(_CAPTIONS.values())[rng.integers(len(_CAPTIONS))]
     label = index % NUM_CLASSES
-    colour, shape = list(COLOURS)[label // len(SHAPES)], SHAPES[label % len(SHAPES)]
+    colour, shape = list(COLOURS)[CLASS_COLOUR[label]], SHAPES[CLASS_SHAPE[label]]
     return _fill(templates[rng.integers(len(templates))], colour, shape, _BACKGROUND[domain])
 
 

@@ -98,7 +98,7 @@ PRESETS: dict[str, CLIPConfig] = {
     # The embedded default's architecture, pretrained on the shapes world (configs/
     # pretrain_shapes.py); its vocabulary size is set from the world's captions.
     "shapes-vit": CLIPConfig(
-        vision=VisionConfig(32, 4, 96, 6, 4, 384),
+        vision=VisionConfig(32, 8, 96, 6, 4, 384),
         text=TextConfig(vocab_size=1000, context_length=16, width=64, layers=6, heads=4,
                         mlp_dim=256),
         projection_dim=64),

@@ -34,6 +34,10 @@ _HUB_PATTERNS = ["config.json", "*.safetensors", "model.safetensors.index.json",
                  "preprocessor_config.json", *TOKENIZER_FILES]
 _IGNORED_BUFFERS = re.compile(r"^(text|vision)_model\.embeddings\.position_ids$")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+# Checkpoints shipped inside the package, by name: `config.model.checkpoint="shapes-clip"` is the
+# tiny CLIP pretrained on the shapes world (configs/pretrain_shapes.py), in Hugging Face format.
+EMBEDDED = {"shapes-clip": os.path.join(os.path.dirname(os.path.dirname(__file__)), "assets",
+                                        "shapes_clip")}
 
 
 class CheckpointError(ValueError):
@@ -245,7 +249,15 @@ def _hub_reachable(timeout: float = 5.0) -> str | None:
 
 
 def resolve(path_or_hub_id: str) -> str:
-    """A local checkpoint directory for a path or a hub id (downloaded to the HF cache)."""
+    """A local checkpoint directory for an embedded name, a path or a hub id (downloaded to
+    the HF cache)."""
+    if path_or_hub_id in EMBEDDED:
+        directory = EMBEDDED[path_or_hub_id]
+        if not os.path.isfile(os.path.join(directory, "config.json")):
+            raise CheckpointError(f"the embedded checkpoint {path_or_hub_id!r} is missing from "
+                                  f"{directory}; reinstall the package, or regenerate it with "
+                                  "configs/pretrain_shapes.py (README)")
+        return directory
     path = os.path.abspath(os.path.expanduser(path_or_hub_id))
     if os.path.isdir(path):
         return path
