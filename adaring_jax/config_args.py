@@ -75,10 +75,9 @@ def base_config(protocol: str, arg: ml_collections.ConfigDict) -> ml_collections
     c.adapter.ranks = arg.ranks or (2, 4, 8)
     c.adapter.max_mode = 16  # adaring: split wide modes into factors <= this (0: off)
 
-    # Generalization-aware weights (DESIGN 1.4). PromptSRC's 25 / 10 / 1 made training unstable
-    # here: adapter gradients are scaled by 1/alpha (MMA's treatment), and within 24 smoke
-    # steps the gradient norm grew 34 -> 115 (mma) and past 3,000 (adaring); 1 / 1 / 1 stays
-    # at 2-4. Provisional until the embedded benchmark picks them.
+    # Generalization-aware weights (DESIGN 1.4), GENERALIZATION_LOSS: PromptSRC's 25 / 10 / 1
+    # made training unstable under MMA's 1/alpha gradient scaling (gradient norm 34 -> 3,000
+    # within 24 smoke steps); on the embedded task 0.1 each beat both 1.0 and none (README).
     c.loss = ml_collections.ConfigDict()
     ga = GENERALIZATION_LOSS if arg.method != "mma" else dict.fromkeys(GENERALIZATION_LOSS, 0.0)
     c.loss.text_l1 = ga["text_l1"]  # |f_txt - f_txt0|_1 (PromptSRC: 25); MMA: 0
@@ -116,7 +115,10 @@ def base_config(protocol: str, arg: ml_collections.ConfigDict) -> ml_collections
     c.checkpoint_every = 200  # steps between checkpoints (and at the end)
     c.max_to_keep = 2  # checkpoints kept
 
-    if c.model.checkpoint == EMBEDDED:  # the shipped tiny CLIP (6 layers per tower): its recipe
+    # Which recipe the defaults follow; validate() refuses a checkpoint swapped in afterwards
+    # (`--config.model.checkpoint=`), which would keep the other model's layers and optimizer.
+    c.recipe = "embedded" if c.model.checkpoint == EMBEDDED and not arg.smoke else "mma"
+    if c.recipe == "embedded":  # the shipped tiny CLIP (6 layers per tower): its recipe
         # Chosen on the embedded task (README, "Evidence"): MMA's SGD with 1/alpha-scaled
         # gradients diverged for the ring's multiplicative parameters here, AdamW at 1e-2
         # did not; the same recipe is used for every method so the comparison is fair.

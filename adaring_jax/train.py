@@ -20,7 +20,7 @@ import numpy as np
 import optax
 from absl import logging
 
-from adaring_jax import adapters, checkpoint, data, evaluate, metrics, objective, sharding
+from adaring_jax import config_args, adapters, checkpoint, data, evaluate, metrics, objective, sharding
 from adaring_jax import zeroshot
 from adaring_jax.data import presets
 from adaring_jax.models import clip, convert, tokenizer
@@ -47,6 +47,13 @@ def validate(config) -> None:
     elif not config.model.checkpoint:
         raise ValueError("set config.model.checkpoint (a Hugging Face CLIP directory or hub id) "
                          "or config.model.arch (random weights, for tests and benchmarks)")
+    embedded = config.model.checkpoint == config_args.EMBEDDED
+    if config.get("recipe", "mma") != ("embedded" if embedded else "mma"):
+        raise ValueError(
+            f"config.model.checkpoint={config.model.checkpoint!r} was set after the config was "
+            f"built for the {config.recipe} recipe; pass the checkpoint as a config argument "
+            "instead (--config=configs/X.py:checkpoint=...), so that the adapter layers and "
+            "the optimizer follow that model")
     if config.data.shots < 1:
         raise ValueError(f"config.data.shots={config.data.shots} must be >= 1")
     if config.optim.batch_size % jax.process_count():

@@ -120,14 +120,15 @@ def plot(rows, path: str):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(9, 4.2))
+    fig, ax = plt.subplots(figsize=(10, 4.6))
     width = 0.26
     for i, (key, name) in enumerate((("base", "base"), ("novel", "novel"), ("hm", "HM"))):
         xs = [j + (i - 1) * width for j in range(len(rows))]
         ax.bar(xs, [r[key][0] for r in rows], width, yerr=[r[key][1] for r in rows],
                capsize=3, label=name)
     ax.set_xticks(range(len(rows)))
-    ax.set_xticklabels([f"{r['label']}\n{'+ gen. loss' if r['ga'] else ''}\n{r['params']:,} p."
+    ax.set_xticklabels([f"{r['label'].replace(' (', chr(10) + '(')}\n"
+                        f"{'+ gen. loss' if r['ga'] else ''}\n{r['params']:,} params"
                         for r in rows], fontsize=7)
     ax.set_ylabel("accuracy (%), mean +- std over seeds")
     ax.set_title("Embedded task: base-to-novel on the shapes target domain")

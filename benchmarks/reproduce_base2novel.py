@@ -53,13 +53,13 @@ def workdir(root: str, method: str, dataset: str, seed: str) -> str:
 
 def command(dataset: str, seed: str) -> list[str]:
     arg = f"dataset={dataset},seed={seed},method={_METHOD.value}"
+    if _CHECKPOINT.value and "arch=" not in _CONFIG_ARGS.value:
+        arg += f",checkpoint={_CHECKPOINT.value}"  # as an argument: the config follows it
     if _CONFIG_ARGS.value:
         arg += "," + _CONFIG_ARGS.value
     cmd = [sys.executable, "-m", "adaring_jax.main",
            f"--config={os.path.join(REPO, 'configs', 'base2novel.py')}:{arg}",
            f"--workdir={workdir(_ROOT.value, _METHOD.value, dataset, seed)}"]
-    if _CHECKPOINT.value and "arch=" not in _CONFIG_ARGS.value:
-        cmd.append(f"--config.model.checkpoint={_CHECKPOINT.value}")
     if _DATA_DIR.value:
         cmd.append(f"--config.data.data_dir={_DATA_DIR.value}")
     return cmd + [f"--config.{kv}" for kv in _SET.value]

@@ -1,8 +1,9 @@
 r"""Cross-dataset transfer (CoOp protocol): train on ImageNet (all classes, 16 shots), test on
 ImageNet and the other 10 datasets of the suite.
 
-    python -m adaring_jax.main --config=configs/cross_dataset.py \
-        --config.model.checkpoint=openai/clip-vit-base-patch16 --config.data.data_dir=DATA \
+    python -m adaring_jax.main \
+        --config=configs/cross_dataset.py:checkpoint=openai/clip-vit-base-patch16 \
+        --config.data.data_dir=DATA \
         --workdir=runs/xd/seed1
 
 Arguments as in configs/fewshot.py (dataset defaults to imagenet here).

@@ -1,8 +1,9 @@
 r"""Domain generalization (CoOp protocol): train on ImageNet (16 shots), test on ImageNet-V2,
 -Sketch, -A and -R (A and R on their 200-class subsets).
 
-    python -m adaring_jax.main --config=configs/domain_generalization.py \
-        --config.model.checkpoint=openai/clip-vit-base-patch16 --config.data.data_dir=DATA \
+    python -m adaring_jax.main \
+        --config=configs/domain_generalization.py:checkpoint=openai/clip-vit-base-patch16 \
+        --config.data.data_dir=DATA \
         --workdir=runs/dg/seed1
 
 Arguments as in configs/fewshot.py (dataset defaults to imagenet here).

@@ -1,12 +1,16 @@
 r"""Contrastive pretraining of the embedded default CLIP on the shapes world's pretraining domain.
 
     python -m adaring_jax.main --config=configs/pretrain_shapes.py --workdir=runs/pretrain
+      -> zero-shot accuracy over all 64 classes: pretrain domain 93.75%, target domain 19.8%
+         (chance 1.6%); 3,000 steps, 21.6 min of training, 22 min in all on 2 CPU cores
     python -m adaring_jax.main --config=configs/pretrain_shapes.py:smoke --workdir=runs/pt_smoke
 
-Trains all parameters of a `shapes-vit` CLIP (ViT 6 x 96, patch 4 on 32 px; text 6 x 64) with
-multi-positive CLIP loss on captions naming colour, shape or both; evaluates zero-shot on both
-rendering domains and exports a Hugging Face directory to `runs/pretrain/export`.
-Recipe not yet tuned to the >= 80% zero-shot bar (issue 6): see the README for measured runs.
+Trains all parameters of a `shapes-vit` CLIP (ViT 6 x 96, patch 8 on 32 px: 16 tokens; text
+6 x 64; 1.0M parameters) with a multi-positive CLIP loss on captions naming colour, shape or
+both; evaluates zero-shot on both rendering domains and exports a Hugging Face directory to
+`runs/pretrain/export`. That export is the shipped `adaring_jax/assets/shapes_clip`
+(`checkpoint=shapes-clip`). Patch 4 (64 tokens) learned shape far more slowly per second:
+25.4% after 20 minutes.
 """
 
 from adaring_jax import config_args

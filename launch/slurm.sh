@@ -3,7 +3,7 @@
 # in that process. Submit with sbatch, passing the main's arguments after the script:
 #
 #   sbatch --nodes=2 --gpus-per-node=8 launch/slurm.sh \
-#       --config=configs/cross_dataset.py --config.model.checkpoint=/shared/clip-vit-b16 \
+#       --config=configs/cross_dataset.py:checkpoint=/shared/clip-vit-b16 \
 #       --config.data.data_dir=/shared/data --workdir=/shared/runs/xd/seed1
 #
 # jax.distributed.initialize() reads the coordinator, process count and process id from SLURM's

@@ -4,8 +4,8 @@
 #
 #   launch/tpu_pod.sh create  NAME ZONE ACCELERATOR [VERSION]   # e.g. my-pod us-central2-b v4-32
 #   launch/tpu_pod.sh install NAME ZONE                          # copy this repo, pip install
-#   launch/tpu_pod.sh run     NAME ZONE -- --config=configs/base2novel.py:dataset=dtd \
-#                                 --config.model.checkpoint=openai/clip-vit-base-patch16 \
+#   launch/tpu_pod.sh run     NAME ZONE -- \
+#       --config=configs/base2novel.py:dataset=dtd,checkpoint=openai/clip-vit-base-patch16 \
 #                                 --config.data.data_dir=/mnt/data --workdir=/mnt/runs/x
 #   launch/tpu_pod.sh delete  NAME ZONE
 #

@@ -91,9 +91,10 @@ def reference(tmp_path_factory):
 def test_smoke_run_writes_results_metrics_and_checkpoint(reference):
     workdir, out = reference
     results = json.load(open(os.path.join(workdir, "results.json")))
-    assert set(results["zeroshot"]) == set(results["adapted"]) == {"test"}
+    assert results["protocol"] == "base2novel"  # fewshot.py's default protocol
+    assert set(results["zeroshot"]) == set(results["adapted"]) == {"base", "novel", "hm"}
     assert results["trainable_params"] > 0 and results["steps"] == 6
-    assert 0 <= results["adapted"]["test"] <= 100
+    assert 0 <= results["adapted"]["hm"] <= 100
     assert [s for s, _ in _losses(workdir)] == [2, 4, 6]
     assert os.listdir(os.path.join(workdir, "tensorboard"))
     steps = {d for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit()}
