@@ -43,7 +43,7 @@ def parse(arg: str | None, **defaults) -> ml_collections.ConfigDict:
 # every config runs offline as is; real runs pass e.g. checkpoint=openai/clip-vit-base-patch16.
 COMMON_ARGS = dict(method="adaring", arch="", checkpoint="shapes-clip",
                    dataset="shapes", shots=16, seed=1, ranks=(), smoke=False)
-EMBEDDED = "shapes-clip"
+EMBEDDED = "shapes-clip"  # the shipped checkpoint's name in models.convert.EMBEDDED
 # The generalization-aware loss's weights for AdaRing (MMA trains with cross-entropy only).
 GENERALIZATION_LOSS = {"text_l1": 0.1, "image_l1": 0.1, "kl": 0.1}
 EMBEDDED_RANKS = (2, 4)  # AdaRing's banks on the embedded tiny CLIP
@@ -83,7 +83,7 @@ def base_config(protocol: str, arg: ml_collections.ConfigDict) -> ml_collections
     c.loss.text_l1 = ga["text_l1"]  # |f_txt - f_txt0|_1 (PromptSRC: 25); MMA: 0
     c.loss.image_l1 = ga["image_l1"]  # |f_img - f_img0|_1 (PromptSRC: 10); MMA: 0
     c.loss.kl = ga["kl"]  # KL(p0 || p) to zero-shot logits (PromptSRC: 1); MMA: 0
-    c.loss.diversity = 0.0 if arg.method == "mma" else 0.1  # heterogeneous banks' output similarity
+    c.loss.diversity = 0.0 if arg.method == "mma" else 0.1  # banks' output similarity
 
     c.data = ml_collections.ConfigDict()
     c.data.dataset = arg.dataset  # training dataset (a name in adaring_jax.data.DATASETS)
@@ -105,7 +105,6 @@ def base_config(protocol: str, arg: ml_collections.ConfigDict) -> ml_collections
     c.optim.steps = 0  # > 0 overrides epochs
     c.optim.batch_size = 16  # global batch (MMA: 16; 128 for ImageNet)
     c.optim.warmup_steps = 0  # linear warmup before the cosine decay
-    c.optim.clip_norm = 0.0  # > 0: clip the adapter gradients' global norm to this first
 
     c.eval = ml_collections.ConfigDict()
     c.eval.batch_size = 100  # global evaluation batch (CoOp: 100)

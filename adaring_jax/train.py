@@ -20,8 +20,8 @@ import numpy as np
 import optax
 from absl import logging
 
-from adaring_jax import config_args, adapters, checkpoint, data, evaluate, metrics, objective, sharding
-from adaring_jax import zeroshot
+from adaring_jax import adapters, checkpoint, config_args, data, evaluate, metrics, objective
+from adaring_jax import sharding, zeroshot
 from adaring_jax.data import presets
 from adaring_jax.models import clip, convert, tokenizer
 
@@ -48,7 +48,7 @@ def validate(config) -> None:
         raise ValueError("set config.model.checkpoint (a Hugging Face CLIP directory or hub id) "
                          "or config.model.arch (random weights, for tests and benchmarks)")
     embedded = config.model.checkpoint == config_args.EMBEDDED
-    if config.get("recipe", "mma") != ("embedded" if embedded else "mma"):
+    if config.recipe != ("embedded" if embedded else "mma"):
         raise ValueError(
             f"config.model.checkpoint={config.model.checkpoint!r} was set after the config was "
             f"built for the {config.recipe} recipe; pass the checkpoint as a config argument "
@@ -164,8 +164,6 @@ def make_optimizer(config, total_steps: int):
                           optax.sgd(schedule, momentum=o.momentum))
     else:
         opt = optax.adamw(schedule, weight_decay=o.weight_decay)
-    if o.clip_norm > 0:
-        opt = optax.chain(optax.clip_by_global_norm(o.clip_norm), opt)
     return opt, schedule
 
 

@@ -54,7 +54,8 @@ def test_checkpoint_swapped_after_building_is_refused():
     assert (real.recipe, real.adapter.start, real.adapter.end) == ("mma", 5, 12)
     assert real.optim.name == "sgd" and real.adapter.ranks == (2, 4, 8)
     train.validate(real)
-    assert config_args.EMBEDDED == "shapes-clip"
+    # The configs' name for the shipped checkpoint is one the loader resolves.
+    assert config_args.EMBEDDED in convert.EMBEDDED
 
 
 def test_default_job_beats_zero_shot(tmp_path):

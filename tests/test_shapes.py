@@ -18,7 +18,8 @@ def test_classes():
     assert CLASSNAMES[0] == f"{list(COLOURS)[0]} {SHAPES[0]}"
     assert CLASSNAMES[1] == f"{list(COLOURS)[0]} {SHAPES[2]}"  # (colour + shape) even first
     for label, name in enumerate(CLASSNAMES):
-        assert name == f"{list(COLOURS)[shapes.CLASS_COLOUR[label]]} {SHAPES[shapes.CLASS_SHAPE[label]]}"
+        colour, shape = list(COLOURS)[shapes.CLASS_COLOUR[label]], SHAPES[shapes.CLASS_SHAPE[label]]
+        assert name == f"{colour} {shape}"
     # The CoOp base/novel split (first half base) shares every colour and every shape.
     half = len(CLASSNAMES) // 2
     for part in (slice(0, half), slice(half, None)):
