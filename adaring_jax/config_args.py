@@ -61,7 +61,9 @@ def base_config(protocol: str, arg: ml_collections.ConfigDict) -> ml_collections
     c.model.checkpoint = "" if arg.arch else arg.checkpoint  # HF CLIP directory or hub id
     c.model.arch = arg.arch  # preset name: random weights (tests, benchmarks), no download
     c.model.init_seed = 0  # random weights' seed (arch only)
-    c.model.dtype = "float32"  # compute dtype (bfloat16 on TPU); adapter params stay float32
+    # Compute dtype; adapter params stay float32. "auto": bfloat16 on GPU/TPU (MMA trains with
+    # fp16 autocast, PREC "amp" in its configs), float32 on CPU (bf16 is no faster there).
+    c.model.dtype = "auto"
     c.model.fsdp = False  # shard large frozen backbone weights over the data axis
 
     c.adapter = ml_collections.ConfigDict()
@@ -89,6 +91,14 @@ def base_config(protocol: str, arg: ml_collections.ConfigDict) -> ml_collections
     c.data.dataset = arg.dataset  # training dataset (a name in adaring_jax.data.DATASETS)
     c.data.shots = arg.shots  # K training images per class
     c.data.data_dir = ""  # CoOp folders and/or TFDS data; "" = TFDS default
+    # CoOp dataset folders with split_zhou_*.json (and upstream split_fewshot/*.pkl caches) for
+    # images read from TFDS, e.g. a local copy when data_dir is on GCS; "" = data_dir.
+    c.data.split_dir = ""
+    # Prompt of the adapted model, in training and testing (data/prompts.py): "mma" = "a photo
+    # of a {}." on every dataset (MMA's; AdaRing builds on MMA), "coop" = CoOp's per-dataset
+    # template. The zero-shot row uses `zeroshot_prompt`: "coop", as in the published tables.
+    c.data.prompt = "coop" if arg.method == "zeroshot" else "mma"
+    c.data.zeroshot_prompt = "coop"
     c.data.eval_datasets = ()  # cross_dataset / domain_generalization targets
     c.data.crop_scale = 0.08  # random resized crop: minimum area share (CoOp: 0.08)
     c.data.num_threads = 4  # decode/augment threads per process
@@ -103,8 +113,13 @@ def base_config(protocol: str, arg: ml_collections.ConfigDict) -> ml_collections
     c.optim.weight_decay = 5e-4  # Dassl default
     c.optim.epochs = 5  # MMA: 5
     c.optim.steps = 0  # > 0 overrides epochs
-    c.optim.batch_size = 16  # global batch (MMA: 16; 128 for ImageNet)
-    c.optim.warmup_steps = 0  # linear warmup before the cosine decay
+    # global batch: MMA's 16, and 128 on ImageNet (its vit_b16_ep5_imnet.yaml, used for every
+    # ImageNet run of its scripts)
+    c.optim.batch_size = 128 if arg.dataset == "imagenet" else 16
+    # "epoch_cosine": Dassl's CosineAnnealingLR(T_max=epochs) stepped once per epoch (MMA
+    # trainers/mmadapter.py L285-286: lr constant within an epoch); "cosine": per step.
+    c.optim.schedule = "epoch_cosine"
+    c.optim.warmup_steps = 0  # linear warmup before the cosine decay (MMA: none)
 
     c.eval = ml_collections.ConfigDict()
     c.eval.batch_size = 100  # global evaluation batch (CoOp: 100)
@@ -125,6 +140,7 @@ def base_config(protocol: str, arg: ml_collections.ConfigDict) -> ml_collections
         c.adapter.ranks = arg.ranks or EMBEDDED_RANKS
         c.adapter.alpha, c.adapter.unscaled_grads = 0.1, False
         c.optim.name, c.optim.lr, c.optim.weight_decay = "adamw", 0.01, 0.0
+        c.optim.schedule = "cosine"  # per step, as the evidence runs were made
         c.optim.epochs = 10  # 32 base classes x 16 shots / batch 16: 320 steps
 
     if arg.smoke:  # seconds on 2 CPU cores: tiny random CLIP on a little shapes data
@@ -133,7 +149,7 @@ def base_config(protocol: str, arg: ml_collections.ConfigDict) -> ml_collections
         c.data.shapes_size = ml_collections.ConfigDict({"train": 256, "val": 64, "test": 128})
         c.data.num_threads = 2
         c.adapter.start, c.adapter.end = 2, 4
-        c.optim.batch_size, c.optim.steps = 8, 6
+        c.optim.batch_size, c.optim.steps, c.optim.schedule = 8, 6, "cosine"
         c.eval.batch_size, c.eval.max_examples = 32, 64
         c.log_every, c.checkpoint_every = 2, 3
     return c

@@ -15,8 +15,9 @@ from adaring_jax.models import clip
 
 
 def prompt_ids(tok, classnames, template: str) -> np.ndarray:
-    """(C, L) ids of one prompt per class, cut after the longest end-of-text token."""
-    ids = tok([template.format(c) for c in classnames])
+    """(C, L) ids of one prompt per class (`data.class_prompts`), cut after the longest
+    end-of-text token."""
+    ids = tok(data.class_prompts(classnames, template))
     return objective.Prompts.truncate(ids, tok.eos_token_id)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import time
 
@@ -27,6 +28,8 @@ from adaring_jax.models import clip, convert, tokenizer
 
 PROTOCOLS = ("fewshot", "base2novel", "cross_dataset", "domain_generalization", "pretrain")
 OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("epoch_cosine", "cosine")
+DTYPES = ("auto", "float32", "bfloat16")
 
 
 def validate(config) -> None:
@@ -41,6 +44,10 @@ def validate(config) -> None:
     for name in config.data.eval_datasets:
         check("data.eval_datasets", name, tuple(data.DATASETS))
     check("optim.name", config.optim.name, OPTIMIZERS)
+    check("optim.schedule", config.optim.schedule, SCHEDULES)
+    check("model.dtype", config.model.dtype, DTYPES)
+    check("data.prompt", config.data.prompt, data.prompts.STYLES)
+    check("data.zeroshot_prompt", config.data.zeroshot_prompt, data.prompts.STYLES)
     if config.model.arch:
         check("model.arch", clip.ALIASES.get(config.model.arch, config.model.arch),
               tuple(clip.PRESETS))
@@ -65,6 +72,7 @@ def fingerprint(config) -> dict:
     """What makes two runs the same experiment (a workdir holds exactly one)."""
     return {"protocol": config.protocol, "method": config.method,
             "dataset": config.data.dataset, "shots": config.data.shots, "seed": config.seed,
+            "prompt": config.data.prompt,
             "arch": config.model.arch, "checkpoint": config.model.checkpoint,
             "adapter": config.adapter.to_dict(), "optim": config.optim.to_dict()}
 
@@ -73,10 +81,17 @@ def fingerprint(config) -> dict:
 # Backbone
 
 
+def compute_dtype(name: str) -> str:
+    """"auto" -> bfloat16 on GPU/TPU, float32 on CPU; else `name`."""
+    if name != "auto":
+        return name
+    return "float32" if jax.default_backend() == "cpu" else "bfloat16"
+
+
 def load_backbone(config, words: list[str], workdir: str):
     """(model, frozen params, tokenizer). Random weights when no checkpoint is given: the
     tokenizer is then a vocabulary of the task's own words, written to the workdir."""
-    dtype = config.model.dtype
+    dtype = compute_dtype(config.model.dtype)
     if config.model.checkpoint:
         directory = convert.resolve(config.model.checkpoint)
         model, params = clip.load_pretrained(directory, dtype=dtype)
@@ -102,7 +117,7 @@ class EvalSet:
     source: object
     indices: np.ndarray
     classnames: list[str]
-    template: str
+    coop_template: str  # the dataset's CoOp template; config.data.prompt picks the one used
 
 
 def _open(config, name, split, image_size):
@@ -110,14 +125,35 @@ def _open(config, name, split, image_size):
     if name == "shapes":
         kwargs = dict(domain=config.data.shapes_domain, image_size=image_size,
                       size=config.data.shapes_size[split])
-    return data.open_split(name, split, config.data.data_dir or None, **kwargs)
+    return data.open_split(name, split, config.data.data_dir or None,
+                           config.data.split_dir or None, **kwargs)
+
+
+def _provenance(sources: dict, how: dict) -> dict:
+    """Whether a run's images, split and draw are those of the published tables, and why."""
+    splits = {k: getattr(s, "provenance", "") for k, s in sources.items()}
+    known = [getattr(s, "comparable", None) for s in sources.values()]
+    out = {"splits": splits, **how}
+    if None in known:  # the embedded world: nothing published to compare with
+        out["comparable"] = None
+    else:
+        out["comparable"] = all(known) and how["fewshot_comparable"]
+        if not out["comparable"]:
+            logging.warning("this run is NOT comparable with published numbers: %s",
+                            "; ".join([*(v for k, v in splits.items()
+                                         if not getattr(sources[k], "comparable", True)),
+                                       *([how["fewshot"]] if not how["fewshot_comparable"]
+                                         else [])]))
+    return out
 
 
 def build_task(config, workdir: str, image_size: int):
-    """(train source, train indices, eval sets by split name); the draw goes to draw.json."""
+    """(train source, train indices, eval sets by split name, comparability); the draw goes to
+    draw.json."""
     name, shots, seed = config.data.dataset, config.data.shots, config.seed
     train = _open(config, name, "train", image_size)
-    draw = data.fewshot_indices(train.labels(), shots, seed, train.classnames)
+    draw, how = data.draw_train(train, shots, seed)
+    sources = {"train": train}
     evals: dict[str, EvalSet] = {}
     if config.protocol == "base2novel":
         base, novel = data.base_novel_split(len(train.classnames))
@@ -126,7 +162,7 @@ def build_task(config, workdir: str, image_size: int):
         train_src = data.Subset(train, draw[keep], names,
                                 label_map=data.label_lookup(base, len(train.classnames)))
         train_idx = np.arange(len(keep))
-        test = _open(config, name, "test", image_size)
+        test = sources["test"] = _open(config, name, "test", image_size)
         for split, ids in (("base", base), ("novel", novel)):
             idx, _ = data.relabel(test.labels(), ids)
             sub = data.Subset(test, idx, [test.classnames[c] for c in ids],
@@ -139,26 +175,48 @@ def build_task(config, workdir: str, image_size: int):
         for target in targets:
             test = _open(config, target, "test", image_size)
             split = "test" if config.protocol == "fewshot" else target
+            sources[split] = test
             evals[split] = EvalSet(test, np.arange(len(test)), test.classnames, test.template)
     if config.eval.max_examples:
         for e in evals.values():
             e.indices = e.indices[:config.eval.max_examples]
+    provenance = _provenance(sources, how)
     if jax.process_index() == 0:
         data.record_draw(os.path.join(workdir, "draw.json"), dataset=name, shots=shots,
-                         seed=seed, train_indices=np.asarray(draw))
-    return train_src, train_idx, evals
+                         seed=seed, train_indices=np.asarray(draw), **provenance)
+    return train_src, train_idx, evals, provenance
 
 
 # ---------------------------------------------------------------------------------------------
 # Optimization
 
 
-def make_optimizer(config, total_steps: int):
-    o = config.optim
+def make_schedule(o, total_steps: int, steps_per_epoch: int):
+    """The learning rate per step. "epoch_cosine" is Dassl's: CosineAnnealingLR(T_max=epochs)
+    stepped once per epoch (`dassl/optim/lr_scheduler.py` L128-131; MMA steps it after an
+    epoch's last batch), so epoch e trains at lr * (1 + cos(pi * e / epochs)) / 2."""
+    total = max(total_steps, 1)
     warmup = min(o.warmup_steps, max(total_steps - 1, 0))
-    schedule = optax.warmup_cosine_decay_schedule(
-        0.0 if warmup else o.lr, o.lr, warmup, max(total_steps, 1)) if warmup else \
-        optax.cosine_decay_schedule(o.lr, max(total_steps, 1))
+    if o.schedule == "epoch_cosine":
+        per_epoch = max(steps_per_epoch, 1)
+        epochs = max(math.ceil(total / per_epoch), 1)
+
+        def cosine(step):
+            epoch = jnp.minimum(step // per_epoch, epochs - 1)
+            return o.lr * 0.5 * (1.0 + jnp.cos(jnp.pi * epoch / epochs))
+    else:
+        cosine = optax.cosine_decay_schedule(o.lr, total)
+    if not warmup:
+        return cosine
+    ramp = optax.linear_schedule(0.0, o.lr, warmup)
+    return optax.join_schedules([ramp, lambda s: cosine(s + warmup)], [warmup]) \
+        if o.schedule == "epoch_cosine" else \
+        optax.warmup_cosine_decay_schedule(0.0, o.lr, warmup, total)
+
+
+def make_optimizer(config, total_steps: int, steps_per_epoch: int = 0):
+    o = config.optim
+    schedule = make_schedule(o, total_steps, steps_per_epoch)
     if o.name == "sgd":
         opt = optax.chain(optax.add_decayed_weights(o.weight_decay),
                           optax.sgd(schedule, momentum=o.momentum))
@@ -202,13 +260,14 @@ def train_and_evaluate(config, workdir: str) -> dict:
                  jax.process_count())
 
     image_size = convert.architecture(config.model.arch, config.model.checkpoint).vision.image_size
-    train_src, train_idx, evals = build_task(config, workdir, image_size)
+    train_src, train_idx, evals, provenance = build_task(config, workdir, image_size)
     model, frozen, tok = load_backbone(config, _task_words(train_src, evals), workdir)
     frozen = jax.device_put(frozen, sharding.backbone_shardings(frozen, mesh, config.model.fsdp))
     spec = adapters.spec_from_config(config, model.config)
     results = {"protocol": config.protocol, "method": config.method,
                "dataset": config.data.dataset, "shots": config.data.shots, "seed": config.seed,
-               "trainable_params": adapters.count(spec)}
+               "trainable_params": adapters.count(spec), "prompt": config.data.prompt,
+               "zeroshot_prompt": config.data.zeroshot_prompt, "comparability": provenance}
 
     state = None
     if config.method != "zeroshot":
@@ -226,9 +285,10 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
 def _task_words(train_src, evals) -> list[str]:
     """Words of every class name and prompt of the task (vocabulary for random weights)."""
-    texts = [*train_src.classnames, train_src.template, *presets.ENSEMBLE_TEMPLATES]
+    texts = [*data.class_prompts(train_src.classnames, "{}"), train_src.template,
+             data.prompts.MMA_TEMPLATE, *presets.ENSEMBLE_TEMPLATES]
     for e in evals.values():
-        texts += [*e.classnames, e.template]
+        texts += [*data.class_prompts(e.classnames, "{}"), e.coop_template]
     words = {w for t in texts for w in t.replace("{}", " ").replace(".", " . ")
              .replace(",", " , ").lower().split()}
     return sorted(words)
@@ -236,7 +296,8 @@ def _task_words(train_src, evals) -> list[str]:
 
 def _train(config, workdir, model, frozen, tok, spec, mesh, ckpt, train_src, train_idx):
     repl = sharding.replicated(mesh)
-    ids = evaluate.prompt_ids(tok, train_src.classnames, train_src.template)
+    ids = evaluate.prompt_ids(tok, train_src.classnames,
+                              data.prompts.template(config.data.prompt, train_src.template))
     start_layer = spec.layers[0]
     n_classes = len(ids)
     padded = jax.device_put(sharding.pad_rows(ids, mesh.devices.size),
@@ -250,7 +311,7 @@ def _train(config, workdir, model, frozen, tok, spec, mesh, ckpt, train_src, tra
                               jax.process_index(), jax.process_count(),
                               (config.data.crop_scale, 1.0), config.data.num_threads)
     total = config.optim.steps or config.optim.epochs * loader.steps_per_epoch
-    opt, schedule = make_optimizer(config, total)
+    opt, schedule = make_optimizer(config, total, loader.steps_per_epoch)
     a = adapters.init(spec, config.seed)
     state = jax.device_put({"adapters": a, "opt_state": opt.init(a),
                             "step": jnp.zeros((), jnp.int32),
@@ -314,12 +375,14 @@ def _evaluate(config, model, frozen, tok, spec, mesh, evals, adapter_params) -> 
     accuracy = evaluate.make_accuracy(model, spec, mesh, model.config.vision.image_size,
                                       config.eval.batch_size, config.data.num_threads)
     out = {"zeroshot": {}, "adapted": {}}
+    style = {"zeroshot": config.data.zeroshot_prompt, "adapted": config.data.prompt}
     for split, e in evals.items():
-        ids = evaluate.prompt_ids(tok, e.classnames, e.template)
         for kind, params in (("zeroshot", None), ("adapted", adapter_params)):
             if kind == "adapted" and params is None:
                 continue
-            feats = class_features(frozen, params, ids)
+            template = data.prompts.template(style[kind], e.coop_template)
+            feats = class_features(frozen, params, evaluate.prompt_ids(tok, e.classnames,
+                                                                       template))
             out[kind][split] = round(accuracy(frozen, params, feats, e.source, e.indices), 2)
     for kind in out:
         if {"base", "novel"} <= set(out[kind]):

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
+from adaring_jax.data.prompts import class_prompts
 from adaring_jax.models import clip, convert, preprocess, tokenizer
 
 DEFAULT_TEMPLATES = ("a photo of a {}.",)
@@ -28,8 +29,10 @@ def _normalize(x: jax.Array) -> jax.Array:
 def class_embeddings(model: clip.CLIP, params, tok: tokenizer.Tokenizer,
                      classnames: Sequence[str], templates: Sequence[str] = DEFAULT_TEMPLATES,
                      batch_size: int = 256) -> jax.Array:
-    """(C, D) unit-norm class embeddings: the mean over templates of unit-norm text features."""
-    prompts = [t.format(c) for c in classnames for t in templates]
+    """(C, D) unit-norm class embeddings: the mean over templates of unit-norm text features
+    of the prompts `data.class_prompts` builds."""
+    per_template = [class_prompts(classnames, t) for t in templates]
+    prompts = [p for row in zip(*per_template) for p in row]  # class-major
     encode = jax.jit(lambda p, ids: _normalize(clip.encode_text(model, p, ids)))
     feats = [encode(params, tok(prompts[i:i + batch_size]))
              for i in range(0, len(prompts), batch_size)]

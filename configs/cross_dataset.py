@@ -17,6 +17,5 @@ def get_config(arg=None):
     arg = config_args.parse(arg, **{**config_args.COMMON_ARGS, "dataset": "imagenet"})
     config = config_args.base_config("cross_dataset", arg)
     config.data.eval_datasets = tuple(d for d in presets.BENCHMARK if d != config.data.dataset)
-    config.optim.batch_size = 128 if config.data.dataset == "imagenet" else 16  # MMA: 128
     config.lock()
     return config

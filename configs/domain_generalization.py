@@ -17,6 +17,5 @@ def get_config(arg=None):
     arg = config_args.parse(arg, **{**config_args.COMMON_ARGS, "dataset": "imagenet"})
     config = config_args.base_config("domain_generalization", arg)
     config.data.eval_datasets = presets.DOMAIN_TARGETS
-    config.optim.batch_size = 128  # MMA's ImageNet batch
     config.lock()
     return config

@@ -62,6 +62,8 @@ class DatasetPreset:
     wordnet_ids: bool = False  # ImageNet family: labels are wnids, names from classnames.txt
     subset: bool = False  # ImageNet-A/R: only the classes present (200) are used
     test_fraction: float = 0.0  # TFDS sets without a test split: held-out share per class
+    tfds_file_key: str | None = "file_name"  # TFDS feature with each image's source file name
+    tfds_note: str = ""  # how the TFDS copy differs from CoOp's files, if it does
 
     @property
     def splits(self) -> dict[str, str]:
@@ -80,31 +82,34 @@ _PRESETS = [
     DatasetPreset("caltech101", "a photo of a {}.", "caltech-101", "101_ObjectCategories",
                   "split_zhou_Caltech101.json", "caltech101",
                   (("train", "train"), ("val", "train"), ("test", "test")), _caltech,
-                  exclude=("background_google", "faces_easy")),
+                  exclude=("background_google", "faces_easy"), tfds_file_key="image/file_name"),
     DatasetPreset("oxford_pets", "a photo of a {}, a type of pet.", "oxford_pets", "images",
                   "split_zhou_OxfordPets.json", "oxford_iiit_pet",
                   (("train", "train"), ("val", "train"), ("test", "test")), _pets),
     DatasetPreset("stanford_cars", "a photo of a {}.", "stanford_cars", "",
                   "split_zhou_StanfordCars.json", "cars196",
-                  (("train", "train"), ("val", "train"), ("test", "test")), _cars),
+                  (("train", "train"), ("val", "train"), ("test", "test")), _cars,
+                  tfds_file_key="id"),
     DatasetPreset("oxford_flowers", "a photo of a {}, a type of flower.", "oxford_flowers", "jpg",
                   "split_zhou_OxfordFlowers.json", "oxford_flowers102",
                   (("train", "train"), ("val", "validation"), ("test", "test"))),
     DatasetPreset("food101", "a photo of {}, a type of food.", "food-101", "images",
                   "split_zhou_Food101.json", "food101",
-                  (("train", "train"), ("val", "train"), ("test", "validation"))),
+                  (("train", "train"), ("val", "train"), ("test", "validation")),
+                  tfds_file_key=None),
     # FGVCAircraft is not in TFDS: local folder with the official variant split files only.
     DatasetPreset("fgvc_aircraft", "a photo of a {}, a type of aircraft.", "fgvc_aircraft",
                   "images"),
     DatasetPreset("sun397", "a photo of a {}.", "sun397", "SUN397", "split_zhou_SUN397.json",
                   "sun397/standard-part1-120k",
-                  (("train", "train"), ("val", "validation"), ("test", "test")), _sun397),
+                  (("train", "train"), ("val", "validation"), ("test", "test")), _sun397,
+                  tfds_note="TFDS stores these images resized to at most 120k pixels"),
     DatasetPreset("dtd", "{} texture.", "dtd", "images", "split_zhou_DescribableTextures.json",
                   "dtd", (("train", "train"), ("val", "validation"), ("test", "test"))),
     DatasetPreset("eurosat", "a centered satellite photo of {}.", "eurosat", "2750",
                   "split_zhou_EuroSAT.json", "eurosat/rgb",
                   (("train", "train"), ("val", "train"), ("test", "train")),
-                  lambda n: _EUROSAT.get(n, n), test_fraction=0.2),
+                  lambda n: _EUROSAT.get(n, n), test_fraction=0.2, tfds_file_key="filename"),
     # UCF101 middle frames (CoOp's UCF-101-midframes): local folder only.
     DatasetPreset("ucf101", "a photo of a person doing {}.", "ucf101", "UCF-101-midframes",
                   "split_zhou_UCF101.json"),

@@ -15,6 +15,10 @@ from typing import Protocol, Sequence, runtime_checkable
 import numpy as np
 
 
+class DataError(ValueError):
+    """A dataset that is unknown, not prepared, or malformed."""
+
+
 @runtime_checkable
 class Source(Protocol):
     classnames: Sequence[str]  # class names, index = label

@@ -1,80 +1,40 @@
 """Random-access sources for the presets: CoOp-layout folders, TFDS, and the `shapes` world.
 
 `open_split(name, split, data_dir)` picks, in order: a CoOp-layout folder under `data_dir`
-(its split file wins, so numbers are comparable with published ones), then TFDS (prepared in
-array_record format, read with `tfds.data_source`), and fails with a message saying where it
-looked and how to prepare the data. Images are decoded to RGB uint8 with PIL; grayscale, CMYK,
-palette and alpha images are converted, unreadable files are replaced by a black image marked
-`valid: False` (the pipeline masks them out) and counted, never raised mid-epoch.
+(its split file wins, so numbers are comparable with published ones), then TFDS records with
+CoOp's split file applied by file name (`tfds_source`), then TFDS's own splits (not
+comparable), and fails with a message saying where it looked and how to prepare the data.
+Every source says where its items come from (`provenance`) and whether they are the ones the
+published tables used (`comparable`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
-import json
-import logging
 import os
-import threading
 
 import numpy as np
-from PIL import Image
 
-from adaring_jax.data import presets
+from adaring_jax.data import images, presets, tfds_source, upstream
 from adaring_jax.data.presets import DatasetPreset
+from adaring_jax.data.source import DataError
 
 SPLITS = ("train", "val", "test")
-
-
-class DataError(ValueError):
-    """A dataset that is unknown, not prepared, or malformed."""
-
-
-class BadImages:
-    """Thread-safe count of images that could not be decoded, logged once per file."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self.paths: set[str] = set()
-
-    def add(self, path: str, error: Exception):
-        with self._lock:
-            if path not in self.paths:
-                self.paths.add(path)
-                logging.warning("skipping unreadable image %s (%s); %d so far", path, error,
-                                len(self.paths))
-
-    def __len__(self):
-        return len(self.paths)
-
-
-def decode(data, name: str, bad: BadImages) -> tuple[np.ndarray, bool]:
-    """Bytes, path or array -> (uint8 RGB (H, W, 3), valid)."""
-    try:
-        if isinstance(data, np.ndarray):
-            image = Image.fromarray(data.squeeze(-1) if data.ndim == 3 and data.shape[-1] == 1
-                                    else data)
-        else:
-            image = Image.open(io.BytesIO(data) if isinstance(data, bytes) else data)
-        image.load()
-        if image.mode != "RGB":  # L, P, CMYK, RGBA, I;16 ...
-            image = image.convert("RGB")
-        return np.asarray(image), True
-    except Exception as e:  # PIL raises many types for truncated/corrupt files
-        bad.add(name, e)
-        return np.zeros((8, 8, 3), np.uint8), False
 
 
 class FolderSource:
     """Images listed as (relative path, label) under `image_dir`."""
 
-    def __init__(self, image_dir: str, items, classnames, template: str):
+    def __init__(self, image_dir: str, items, classnames, template: str, dataset_dir: str,
+                 provenance: str, upstream_order: bool = True):
         self.image_dir = image_dir
         self.paths = [p for p, _ in items]
         self._labels = np.asarray([l for _, l in items], np.int64)
         self.classnames = list(classnames)
         self.template = template
-        self.bad = BadImages()
+        self.dataset_dir = dataset_dir  # where upstream caches for this dataset may be
+        self.provenance, self.comparable = provenance, True
+        self.upstream_order = upstream_order  # items in the order upstream lists them
+        self.bad = images.BadImages()
 
     def __len__(self):
         return len(self.paths)
@@ -84,35 +44,32 @@ class FolderSource:
 
     def __getitem__(self, i):
         path = os.path.join(self.image_dir, self.paths[i])
-        image, valid = decode(path, path, self.bad)
+        image, valid = images.decode(path, path, self.bad)
         return {"image": image, "label": int(self._labels[i]), "valid": valid}
 
-
-class TfdsSource:
-    """A TFDS split through `tfds.data_source`, with CoOp's class cleaning and relabelling."""
-
-    def __init__(self, ds, raw_labels, keep, label_map, classnames, template, name):
-        self.ds, self.keep, self.name = ds, keep, name
-        self._labels = label_map[raw_labels[keep]]
-        self.label_map = label_map
-        self.classnames = list(classnames)
-        self.template = template
-        self.bad = BadImages()
-
-    def __len__(self):
-        return len(self.keep)
-
-    def labels(self):
-        return self._labels
-
-    def __getitem__(self, i):
-        example = self.ds[int(self.keep[i])]
-        image, valid = decode(example["image"], f"{self.name}[{self.keep[i]}]", self.bad)
-        return {"image": image, "label": int(self._labels[i]), "valid": valid}
+    def reorder(self, order) -> None:
+        """Serve the items in `order` (indices into the current order)."""
+        self.paths = [self.paths[i] for i in order]
+        self._labels = self._labels[np.asarray(order, np.int64)]
 
 
 # ---------------------------------------------------------------------------------------------
 # CoOp folders
+
+# Names that are never images of a dataset: hidden files (Dassl's `listdir_nohidden`,
+# `dassl/utils/tools.py` L135-145), OS thumbnail caches, and the README.txt that ImageNet-A and
+# -R ship beside their class folders (MMA `datasets/imagenet_a.py` L8 and L34-35).
+_NOT_DATA = {"thumbs.db", "desktop.ini", "readme.txt"}
+
+
+def _listdir(path: str, dirs: bool) -> list[str]:
+    """Sorted visible subfolders (dirs=True) or files of `path`."""
+    try:
+        entries = list(os.scandir(path))
+    except OSError as e:
+        raise DataError(f"cannot list {path}: {e}") from e
+    return sorted(e.name for e in entries if not e.name.startswith(".")
+                  and e.name.lower() not in _NOT_DATA and (e.is_dir() if dirs else e.is_file()))
 
 
 def _read_classnames_txt(path: str) -> dict[str, str]:
@@ -126,27 +83,19 @@ def _read_classnames_txt(path: str) -> dict[str, str]:
     return out
 
 
-def _coop_split(preset: DatasetPreset, root: str, split: str) -> FolderSource:
-    path = os.path.join(root, preset.split_file)
-    try:
-        with open(path) as f:
-            table = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
-        raise DataError(f"cannot read CoOp split file {path}: {e}") from e
-    key = {"train": "train", "val": "val", "test": "test"}[split]
-    if key not in table:
-        raise DataError(f"{path} has no {key!r} split (has {sorted(table)})")
-    names: dict[int, str] = {}
-    for part in table.values():  # names from every split, so label ids cover all classes
-        for _, label, name in part:
-            names[int(label)] = name
-    classnames = [names[i] for i in range(max(names) + 1)]
-    items = [(rel, int(label)) for rel, label, _ in table[key]]
-    return FolderSource(os.path.join(root, preset.image_dir), items, classnames, preset.template)
+def _coop_split(preset: DatasetPreset, root: str, split: str, path: str,
+                table: dict) -> FolderSource:
+    if split not in table:
+        raise DataError(f"{path} has no {split!r} split (has {sorted(table)})")
+    classnames = upstream.split_classnames(table, path)
+    items = [(rel, int(label)) for rel, label, _ in table[split]]
+    return FolderSource(os.path.join(root, preset.image_dir), items, classnames, preset.template,
+                        root, f"CoOp split file {path}")
 
 
 def _aircraft_split(preset: DatasetPreset, root: str, split: str) -> FolderSource:
-    """FGVC-Aircraft's official files: variants.txt and images_variant_{train,val,test}.txt."""
+    """FGVC-Aircraft's official files: variants.txt and images_variant_{train,val,test}.txt
+    (what CoOp's `datasets/fgvc_aircraft.py` reads, in their line order)."""
     try:
         with open(os.path.join(root, "variants.txt")) as f:
             classnames = [line.strip() for line in f if line.strip()]
@@ -157,11 +106,15 @@ def _aircraft_split(preset: DatasetPreset, root: str, split: str) -> FolderSourc
                         f"(variants.txt, images_variant_{split}.txt): {e}") from e
     index = {n: i for i, n in enumerate(classnames)}
     items = [(f"{image}.jpg", index[variant]) for image, variant in rows]
-    return FolderSource(os.path.join(root, preset.image_dir), items, classnames, preset.template)
+    return FolderSource(os.path.join(root, preset.image_dir), items, classnames, preset.template,
+                        root, f"FGVC-Aircraft's official variant split files in {root}")
 
 
 def _imagenet_folder(preset: DatasetPreset, root: str, split: str) -> FolderSource:
-    """ImageNet-style folders of wnid subdirectories, named by classnames.txt."""
+    """ImageNet-style folders of wnid subdirectories, named by classnames.txt. Labels follow
+    sorted wnids (upstream: sorted folders); files within a class are sorted here, while
+    upstream lists them unsorted, so ImageNet's train order is upstream's only when its
+    `preprocessed.pkl` is in the folder (it then orders the items)."""
     names_path = os.path.join(root, "classnames.txt")
     if not os.path.exists(names_path):
         raise DataError(f"{names_path} not found: ImageNet-family folders need CoOp's "
@@ -171,96 +124,55 @@ def _imagenet_folder(preset: DatasetPreset, root: str, split: str) -> FolderSour
     base = os.path.join(root, preset.image_dir)
     if preset.name == "imagenet":
         base = os.path.join(base, "train" if split == "train" else "val")
-    folders = sorted(os.listdir(base))
+    folders = _listdir(base, dirs=True)
     if preset.name == "imagenetv2":  # folders are ImageNet label indices 0..999
         folder_class = {d: int(d) for d in folders if d.isdigit()}
     else:
         unknown = [d for d in folders if d not in wnids]
         if unknown:
-            raise DataError(f"{base} has folders not in classnames.txt: {unknown[:5]}")
-        folder_class = {d: order.index(d) for d in folders}
+            raise DataError(f"{base} has folders not in {names_path}: {unknown[:5]}")
+        position = {w: i for i, w in enumerate(order)}
+        folder_class = {d: position[d] for d in folders}
     present = sorted(set(folder_class.values()))
     classes = present if preset.subset else list(range(len(order)))
     remap = {c: i for i, c in enumerate(classes)}
     items = []
     for d in folders:
         if d in folder_class:
-            for f in sorted(os.listdir(os.path.join(base, d))):
+            for f in _listdir(os.path.join(base, d), dirs=False):
                 items.append((os.path.join(d, f), remap[folder_class[d]]))
-    return FolderSource(base, items, [wnids[order[c]] for c in classes], preset.template)
+    source = FolderSource(base, items, [wnids[order[c]] for c in classes], preset.template,
+                          root, f"ImageNet-layout folders in {base}",
+                          upstream_order=preset.name != "imagenet" or split != "train")
+    if not source.upstream_order:
+        _upstream_order(source, os.path.join(root, "preprocessed.pkl"))
+    return source
 
 
-# ---------------------------------------------------------------------------------------------
-# TFDS
-
-
-def _tfds_split(preset: DatasetPreset, split: str, data_dir: str | None,
-                imagenet_names: dict[str, str] | None) -> TfdsSource:
-    import tensorflow_datasets as tfds
-    tfds_split = preset.splits[split]
-    try:
-        ds = tfds.data_source(preset.tfds_name, split=tfds_split, data_dir=data_dir,
-                              download=False)
-    except Exception as e:
-        where = data_dir or os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets")
-        manual = (" ImageNet needs its tar files in the manual dir first "
-                  "(--manual_dir, see the TFDS imagenet2012 page)." if preset.wordnet_ids else "")
-        raise DataError(
-            f"dataset {preset.name!r} is not prepared: no CoOp folder "
-            f"'{preset.coop_dir}' in the data dir and TFDS {preset.tfds_name!r} split "
-            f"{tfds_split!r} is not readable under {where} ({type(e).__name__}: {e}). "
-            f"Prepare it with `tfds build {preset.tfds_name} --file_format=array_record"
-            f"{' --data_dir=' + data_dir if data_dir else ''}`.{manual} Or put CoOp's folder "
-            f"(with {preset.split_file or 'its split files'}) at <data_dir>/{preset.coop_dir}."
-        ) from e
-    names = tfds.builder(preset.tfds_name, data_dir=data_dir).info.features["label"].names
-    raw = _tfds_labels(preset, tfds_split, data_dir, ds)
-    if preset.wordnet_ids:
-        if imagenet_names is None:
-            raise DataError(f"{preset.name}: TFDS labels are WordNet ids; put CoOp's "
-                            "classnames.txt in <data_dir>/imagenet/ to name the classes")
-        classes = sorted(set(raw.tolist())) if preset.subset else list(range(len(names)))
-        classnames = [imagenet_names.get(names[c], names[c]) for c in classes]
-    else:
-        classes = [c for c, n in enumerate(names) if n not in preset.exclude]
-        classnames = [preset.clean(names[c]) for c in classes]
-    label_map = np.full(len(names), -1, np.int64)
-    label_map[classes] = np.arange(len(classes))
-    keep = np.flatnonzero(label_map[raw] >= 0)
-    if preset.test_fraction:
-        keep = _holdout(raw, keep, preset.test_fraction, test=split == "test")
-    return TfdsSource(ds, raw, keep, label_map, classnames, preset.template, preset.name)
-
-
-def _tfds_labels(preset, tfds_split, data_dir, ds) -> np.ndarray:
-    """All labels of a TFDS split; images are not decoded when the reader allows it."""
-    import tensorflow_datasets as tfds
-    try:  # quiet: without TensorFlow, TFDS prints a banner before failing here
-        with contextlib.redirect_stdout(io.StringIO()):
-            light = tfds.data_source(preset.tfds_name, split=tfds_split, data_dir=data_dir,
-                                     download=False,
-                                     decoders={"image": tfds.decode.SkipDecoding()})
-            return np.asarray([light[i]["label"] for i in range(len(light))], np.int64)
-    except Exception:  # e.g. mock data without TensorFlow cannot skip decoding
-        return np.asarray([ds[i]["label"] for i in range(len(ds))], np.int64)
-
-
-def _holdout(raw, keep, fraction, test: bool) -> np.ndarray:
-    """A fixed per-class share of `keep` (seeded, independent of the run seed) as test set."""
-    chosen = []
-    for c in np.unique(raw[keep]):
-        members = keep[raw[keep] == c]
-        perm = np.random.default_rng([1234, int(c)]).permutation(members)
-        n_test = int(round(fraction * len(members)))
-        chosen.append(perm[:n_test] if test else perm[n_test:])
-    return np.sort(np.concatenate(chosen))
+def _upstream_order(source, path: str) -> None:
+    """Put ImageNet's train items in the order of upstream's `preprocessed.pkl`, if present
+    (MMA `datasets/imagenet.py` L24-39: the whole split as upstream listed it)."""
+    if not os.path.exists(path):
+        return
+    table = upstream.load_pickle(path, ("train",))
+    order = upstream.match_paths([d.impath for d in table["train"]], source.paths, path)
+    if len(order) != len(source) or len(set(order.tolist())) != len(source):
+        raise DataError(f"{path} lists {len(order)} training images, this copy has "
+                        f"{len(source)}: it belongs to another copy of ImageNet")
+    source.reorder(order)
+    source.upstream_order = True
 
 
 # ---------------------------------------------------------------------------------------------
 
 
-def open_split(name: str, split: str, data_dir: str | None = None, **shapes_kwargs):
-    """The random-access source of one split ('train', 'val' or 'test') of a dataset."""
+def open_split(name: str, split: str, data_dir: str | None = None, split_dir: str | None = None,
+               **shapes_kwargs):
+    """The random-access source of one split ('train', 'val' or 'test') of a dataset.
+
+    `split_dir` (default: `data_dir`) holds CoOp's dataset folders with their split files and
+    upstream few-shot caches for runs whose images come from TFDS (e.g. on GCS).
+    """
     preset = presets.get(name)
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
@@ -268,13 +180,27 @@ def open_split(name: str, split: str, data_dir: str | None = None, **shapes_kwar
         from adaring_jax.data import shapes
         return shapes.ShapesSource(split={"val": "validation"}.get(split, split), **shapes_kwargs)
     root = os.path.join(data_dir, preset.coop_dir) if data_dir else None
+    meta_root = os.path.join(split_dir or data_dir, preset.coop_dir) if split_dir or data_dir \
+        else None
     if preset.wordnet_ids and root and os.path.isdir(os.path.join(root, preset.image_dir)):
         return _imagenet_folder(preset, root, split)
+    if root and os.path.isdir(root) and preset.name == "fgvc_aircraft":
+        return _aircraft_split(preset, root, split)
+    if preset.split_file:
+        for folder in dict.fromkeys(r for r in (root, meta_root) if r):
+            path = os.path.join(folder, preset.split_file)
+            if not os.path.exists(path):
+                continue
+            table = upstream.read_split_file(path)
+            image_root = os.path.join(folder, preset.image_dir)
+            first = next((rows[0][0] for rows in table.values() if rows), None)
+            if first is not None and os.path.exists(os.path.join(image_root, first)):
+                return _coop_split(preset, folder, split, path, table)
+            if preset.tfds_name is None:
+                raise DataError(f"{path} is there but its images are not: {first!r} is not "
+                                f"under {image_root}; put CoOp's {name} images there")
+            return tfds_source.tfds_coop_split(preset, split, data_dir, path, table)
     if root and os.path.isdir(root) and not preset.wordnet_ids:
-        if preset.name == "fgvc_aircraft":
-            return _aircraft_split(preset, root, split)
-        if os.path.exists(os.path.join(root, preset.split_file)):
-            return _coop_split(preset, root, split)
         raise DataError(f"{root} exists but has no {preset.split_file}: download CoOp's split "
                         "file for this dataset into it")
     if preset.tfds_name is None:
@@ -282,10 +208,13 @@ def open_split(name: str, split: str, data_dir: str | None = None, **shapes_kwar
                         f"{root or '<data_dir>/' + preset.coop_dir} (pass --config.data.data_dir)"
                         f"; it needs {preset.split_file or 'its official split files'} there")
     imagenet_names = None
-    if preset.wordnet_ids and data_dir:  # the set's own classnames.txt, else ImageNet's
-        for folder in (preset.coop_dir, "imagenet"):
-            path = os.path.join(data_dir, folder, "classnames.txt")
-            if os.path.exists(path):
-                imagenet_names = _read_classnames_txt(path)
-                break
-    return _tfds_split(preset, split, data_dir, imagenet_names)
+    if preset.wordnet_ids:  # the set's own classnames.txt, else ImageNet's
+        for top in dict.fromkeys(r for r in (split_dir, data_dir) if r):
+            for folder in (preset.coop_dir, "imagenet"):
+                path = os.path.join(top, folder, "classnames.txt")
+                if imagenet_names is None and os.path.exists(path):
+                    imagenet_names = _read_classnames_txt(path)
+    source = tfds_source.tfds_split(preset, split, data_dir, imagenet_names, meta_root)
+    if preset.name == "imagenet" and split == "train" and meta_root:
+        _upstream_order(source, os.path.join(meta_root, "preprocessed.pkl"))
+    return source
