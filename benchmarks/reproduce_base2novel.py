@@ -37,6 +37,8 @@ _METHOD = flags.DEFINE_enum("method", "adaring", ["zeroshot", "mma", "adaring"],
 _CHECKPOINT = flags.DEFINE_string("checkpoint", "openai/clip-vit-base-patch16",
                                   "HF CLIP directory or hub id")
 _DATA_DIR = flags.DEFINE_string("data_dir", "", "CoOp folders and/or TFDS data")
+_SPLIT_DIR = flags.DEFINE_string("split_dir", "", "CoOp split files for TFDS data (README, "
+                                 "Comparability); '' = data_dir")
 _ROOT = flags.DEFINE_string("root", "runs/b2n", "one workdir per method/dataset/seed below")
 _DATASETS = flags.DEFINE_list("datasets", list(presets.BENCHMARK), "datasets to run")
 _SEEDS = flags.DEFINE_list("seeds", ["1", "2", "3"], "seeds to run")
@@ -62,6 +64,8 @@ def command(dataset: str, seed: str) -> list[str]:
            f"--workdir={workdir(_ROOT.value, _METHOD.value, dataset, seed)}"]
     if _DATA_DIR.value:
         cmd.append(f"--config.data.data_dir={_DATA_DIR.value}")
+    if _SPLIT_DIR.value:
+        cmd.append(f"--config.data.split_dir={_SPLIT_DIR.value}")
     return cmd + [f"--config.{kv}" for kv in _SET.value]
 
 
@@ -89,7 +93,11 @@ def table(results: dict, datasets, seeds, method: str) -> str:
         acc = [tuple(r["adapted"][k] for k in ("base", "novel", "hm")) for r in runs]
         m = tuple(statistics.fmean(a[i] for a in acc) for i in range(3))
         means.append(m)
-        rows.append(f"| {d} | {m[0]:.2f} | {m[1]:.2f} | {m[2]:.2f} | {len(runs)}/{len(seeds)} |")
+        # Runs whose splits or draws are not the published ones (results.json "comparability").
+        off = sum(r.get("comparability", {}).get("comparable") is False for r in runs)
+        mark = f" ({off} not comparable)" if off else ""
+        rows.append(f"| {d} | {m[0]:.2f} | {m[1]:.2f} | {m[2]:.2f} | "
+                    f"{len(runs)}/{len(seeds)}{mark} |")
     params = next((r["trainable_params"] for rs in results.values() for r in rs), 0)
     if means:
         avg = [statistics.fmean(m[i] for m in means) for i in range(3)]

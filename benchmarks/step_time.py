@@ -49,7 +49,7 @@ def _prompt_ids(model: clip.CLIP, classes: int, tokens: int, rng) -> np.ndarray:
 
 def time_step(config, batch: int, classes: int, tokens: int, repeats: int, cached: bool):
     mesh = sharding.make_mesh()
-    model = clip.preset(config.model.arch, dtype=config.model.dtype)
+    model = clip.preset(config.model.arch, dtype=train.compute_dtype(config.model.dtype))
     frozen = clip.init_params(model, jax.random.key(0, impl="unsafe_rbg"))
     frozen = jax.device_put(frozen, sharding.backbone_shardings(frozen, mesh, config.model.fsdp))
     spec = adapters.spec_from_config(config, model.config)
@@ -109,7 +109,7 @@ def main(argv):
                              "config argument, e.g. configs/fewshot.py:arch=vit_b16")
     print(f"device: {jax.devices()[0].device_kind} x{jax.device_count()}, "
           f"method={config.method}, arch={config.model.arch}, batch={_BATCH.value}, "
-          f"classes={_CLASSES.value}, dtype={config.model.dtype}")
+          f"classes={_CLASSES.value}, dtype={train.compute_dtype(config.model.dtype)}")
     modes = {"cached": [True], "full": [False], "both": [True, False]}[_PROMPTS.value]
     results = {}
     for cached in modes:

@@ -53,9 +53,10 @@ def test_sweep_runs_resumes_and_tabulates(tmp_path):
     for p, stamp in stamps.items():  # finished jobs were not redone
         assert os.stat(runs / p / "results.json").st_mtime_ns == stamp
     table = (runs / "table.md").read_text()
-    for name in ("imagenet", "fgvc_aircraft"):
+    # ImageNet's few-shot draw is upstream's only with upstream's cache (none here): flagged.
+    for name, seeds in (("imagenet", "| 2/2 (2 not comparable) |"), ("fgvc_aircraft", "| 2/2 |")):
         assert f"| {name} |" in table and table.split(f"| {name} |")[1].split("\n")[0].endswith(
-            "| 2/2 |")
+            seeds)
     assert "| **mean** |" in table
     assert "| MMA | 83.20 | 76.80 | 79.87 | 674,560 |" in table
 
