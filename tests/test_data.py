@@ -54,6 +54,10 @@ def test_tfds_presets_yield_normalized_batches_under_mock_data(name, imagenet_di
             assert LO - 1e-4 <= batch["image"].min() and batch["image"].max() <= HI + 1e-4
             assert batch["label"].dtype == np.int32 and batch["mask"].shape == (4,)
             assert "{}" in src.template
+            # TFDS's own splits are CoOp's only for the ImageNet family (same images), and the
+            # run is told so.
+            assert src.comparable == preset.wordnet_ids
+            assert ("not comparable" in src.provenance) != preset.wordnet_ids
 
 
 def test_imagenet_a_r_use_only_the_classes_present(imagenet_dir):
