@@ -33,11 +33,13 @@ import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
+from adaring_jax.errors import UserError
+
 FINGERPRINT_FILE = "experiment.json"
 _ABSENT = object()  # a field missing from one of two fingerprints
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """An incompatible or unreadable checkpoint; the message says what, where and what to do."""
 
 
@@ -71,18 +73,20 @@ def fingerprint_differences(saved: dict, current: dict) -> list[str]:
 class Checkpointer:
     """Saves and restores the training state under `directory`, one subdirectory per step."""
 
-    def __init__(self, directory: str, fingerprint: dict, max_to_keep: int = 3):
+    def __init__(self, directory: str, fingerprint: dict | None, max_to_keep: int = 3):
         """Orbax CheckpointManager in `directory` (created if missing), keeping the last
         `max_to_keep` steps. `fingerprint` (a JSON-able dict describing the experiment) is
         written to `directory/experiment.json` on first use; if that file exists and differs,
         CheckpointError names each differing field, so an old workdir is never silently reused
-        or overwritten by a different experiment."""
+        or overwritten by a different experiment. None: the caller guards the directory (the
+        jobs fingerprint their whole workdir, `workdir.py`)."""
         directory = os.fspath(directory)
         if "://" not in directory:  # Orbax wants absolute local paths
             directory = os.path.abspath(directory)
         self.directory = epath.Path(directory)
-        self.fingerprint = _normalize(fingerprint)
-        self._check_fingerprint()
+        self.fingerprint = None if fingerprint is None else _normalize(fingerprint)
+        if self.fingerprint is not None:
+            self._check_fingerprint()
         self._mgr = ocp.CheckpointManager(
             self.directory,
             # Registering the handler up front lets `item_metadata` work before any save/restore.
@@ -91,7 +95,7 @@ class Checkpointer:
                 max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True,
                 enable_async_checkpointing=True))
         path = self.directory / FINGERPRINT_FILE
-        if jax.process_index() == 0 and not path.exists():
+        if self.fingerprint is not None and jax.process_index() == 0 and not path.exists():
             tmp = self.directory / (FINGERPRINT_FILE + ".tmp")  # rename: never half a file
             tmp.write_text(json.dumps(self.fingerprint, indent=2, sort_keys=True) + "\n")
             tmp.rename(path)

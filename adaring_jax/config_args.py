@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import ml_collections
 
+from adaring_jax.errors import ConfigError
+
 
 def _convert(key: str, value: str, default):
     try:
@@ -22,7 +24,7 @@ def _convert(key: str, value: str, default):
             return tuple(kind(v) for v in value.split("+") if v)
         return type(default)(value)
     except ValueError:
-        raise ValueError(f"config argument {key}={value!r}: expected a "
+        raise ConfigError(f"config argument {key}={value!r}: expected a "
                          f"{type(default).__name__} like {default!r}") from None
 
 
@@ -33,7 +35,7 @@ def parse(arg: str | None, **defaults) -> ml_collections.ConfigDict:
         key, _, value = item.partition("=")
         key = key.strip()
         if key not in defaults:
-            raise ValueError(f"unknown config argument {key!r}; valid: {', '.join(defaults)}")
+            raise ConfigError(f"unknown config argument {key!r}; valid: {', '.join(defaults)}")
         out[key] = _convert(key, value.strip() if "=" in item else "true", defaults[key])
     return ml_collections.ConfigDict(out)
 
@@ -53,6 +55,7 @@ def base_config(protocol: str, arg: ml_collections.ConfigDict) -> ml_collections
     """The experiment config shared by all protocols, MMA's recipe unless noted; configs/*.py
     adjust it. `arg` comes from `parse(..., **COMMON_ARGS)`."""
     c = ml_collections.ConfigDict()
+    c.job = "adapt"  # adapt (this config family) | pretrain (configs/pretrain_shapes.py)
     c.protocol = protocol  # fewshot | base2novel | cross_dataset | domain_generalization
     c.method = arg.method  # zeroshot | mma | adaring
     c.seed = arg.seed  # few-shot draw, adapter init, data order and augmentation
@@ -101,6 +104,9 @@ def base_config(protocol: str, arg: ml_collections.ConfigDict) -> ml_collections
     c.data.zeroshot_prompt = "coop"
     c.data.eval_datasets = ()  # cross_dataset / domain_generalization targets
     c.data.crop_scale = 0.08  # random resized crop: minimum area share (CoOp: 0.08)
+    # Least share of a split's images that must decode (sampled before training, counted in
+    # evaluation); under it the run stops instead of reporting numbers.
+    c.data.min_usable = 0.9
     c.data.num_threads = 4  # decode/augment threads per process
     c.data.shapes_domain = "target"  # shapes: adapt and test in the shifted rendering domain
     c.data.shapes_size = ml_collections.ConfigDict(
@@ -144,8 +150,12 @@ def base_config(protocol: str, arg: ml_collections.ConfigDict) -> ml_collections
         c.optim.epochs = 10  # 32 base classes x 16 shots / batch 16: 320 steps
 
     if arg.smoke:  # seconds on 2 CPU cores: tiny random CLIP on a little shapes data
+        if arg.dataset != "shapes":
+            raise ConfigError(f"smoke runs on the embedded shapes world; drop dataset="
+                              f"{arg.dataset} or smoke")
         c.model.arch, c.model.checkpoint = arg.arch or "tiny", ""
-        c.data.dataset, c.data.shots = "shapes", min(arg.shots, 2)
+        # 2 shots unless asked otherwise (16 is every config's default).
+        c.data.shots = 2 if arg.shots == COMMON_ARGS["shots"] else arg.shots
         c.data.shapes_size = ml_collections.ConfigDict({"train": 256, "val": 64, "test": 128})
         c.data.num_threads = 2
         c.adapter.start, c.adapter.end = 2, 4

@@ -29,7 +29,7 @@ def make_class_features(model: clip.CLIP, spec: adapters.AdapterSpec, mesh):
     def run(frozen, adapter_params, ids):
         layer = (adapters.layer_adapters(adapter_params, spec)["text"]
                  if adapter_params is not None else None)
-        return losses.normalize(clip.encode_text(model, frozen, ids, layer).astype(jnp.float32))
+        return clip.normalize(clip.encode_text(model, frozen, ids, layer))
 
     def class_features(frozen, adapter_params, ids):
         n = len(ids)
@@ -42,14 +42,15 @@ def make_class_features(model: clip.CLIP, spec: adapters.AdapterSpec, mesh):
 
 def make_accuracy(model: clip.CLIP, spec: adapters.AdapterSpec, mesh, image_size: int,
                   batch_size: int, num_threads: int = 4):
-    """accuracy(frozen, adapter params or None, class features, source, indices) -> percent."""
+    """accuracy(frozen, adapter params or None, class features, source, indices) ->
+    (percent correct, images counted); unreadable images are not counted."""
 
     @jax.jit
     def counts(frozen, adapter_params, class_feats, batch):
         layer = (adapters.layer_adapters(adapter_params, spec)["vision"]
                  if adapter_params is not None else None)
         img = clip.encode_image(model, frozen, batch["image"], layer)
-        logits = losses.normalize(img.astype(jnp.float32)) @ class_feats.T
+        logits = clip.normalize(img) @ class_feats.T  # argmax: the scale changes nothing
         correct = (logits.argmax(-1) == batch["label"]).astype(jnp.float32) * batch["mask"]
         return correct.sum(), batch["mask"].sum()
 
@@ -60,7 +61,7 @@ def make_accuracy(model: clip.CLIP, spec: adapters.AdapterSpec, mesh, image_size
             c, n = counts(frozen, adapter_params, class_feats, sharding.global_batch(local, mesh))
             correct += float(c)
             total += float(n)
-        return 100.0 * correct / max(total, 1.0)
+        return 100.0 * correct / max(total, 1.0), int(total)
 
     return accuracy
 

@@ -17,16 +17,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-
-def normalize(x: jax.Array) -> jax.Array:
-    return x / jnp.linalg.norm(x, axis=-1, keepdims=True)
-
-
-def cosine_logits(image_features, text_features, logit_scale) -> jax.Array:
-    """exp(logit_scale) * cos(image, class text): (B, D) x (C, D) -> (B, C), float32."""
-    img = normalize(image_features.astype(jnp.float32))
-    txt = normalize(text_features.astype(jnp.float32))
-    return jnp.exp(logit_scale) * img @ txt.T
+from adaring_jax.models import clip
 
 
 def masked_mean(values: jax.Array, mask: jax.Array | None = None) -> jax.Array:
@@ -43,8 +34,7 @@ def cross_entropy(logits: jax.Array, labels: jax.Array, mask=None) -> jax.Array:
 
 def feature_l1(features: jax.Array, reference: jax.Array, mask=None) -> jax.Array:
     """Mean absolute difference of L2-normalized features (mean over features, then rows)."""
-    diff = jnp.abs(normalize(features.astype(jnp.float32)) -
-                   normalize(reference.astype(jnp.float32))).mean(-1)
+    diff = jnp.abs(clip.normalize(features) - clip.normalize(reference)).mean(-1)
     return masked_mean(diff, mask)
 
 

@@ -1,18 +1,33 @@
-r"""Train and evaluate an experiment config.
+r"""Run an experiment config: adaptation (fewshot, base2novel, cross_dataset,
+domain_generalization configs) or pretraining (configs/pretrain_shapes.py), chosen by
+`config.job`.
 
     python -m adaring_jax.main --config=configs/fewshot.py[:key=value,...] --workdir=DIR \
-        [--config.optim.lr=0.002 ...] [--distributed]
+        [--config.optim.lr=0.002 ...] [--distributed] [--traceback] [--verbosity=0]
+
+A problem the user can fix (a config value, a path, data, a checkpoint, a busy or foreign
+workdir, a diverging run) ends with one message on stderr and exit status 2; anything else
+with a short report and status 1. `--traceback` (or ADARING_TRACEBACK=1) adds the Python
+traceback. absl/Orbax INFO logging is off unless `--verbosity=0`.
 
 Multi-host (Cloud TPU pods, SLURM): launch one process per host with --distributed;
 jax.distributed.initialize() finds the coordinator itself there, or takes
 --coordinator_address/--num_processes/--process_id.
 """
 
-import jax
-from absl import app, flags
-from ml_collections import config_flags
+import os
+import re
+import sys
+import traceback
 
-from adaring_jax import train
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # before transformers is imported
+
+import jax  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from adaring_jax import pretrain, train  # noqa: E402
+from adaring_jax.errors import ConfigError, UserError  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)
@@ -22,18 +37,94 @@ _DISTRIBUTED = flags.DEFINE_bool("distributed", False, "Call jax.distributed.ini
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
+_TRACEBACK = flags.DEFINE_bool("traceback", False, "Print the Python traceback of an error "
+                               "(also: environment variable ADARING_TRACEBACK=1).")
+
+JOBS = {"adapt": train.train_and_evaluate, "pretrain": pretrain.run}
+
+
+def _tracebacks() -> bool:
+    wanted = os.environ.get("ADARING_TRACEBACK", "") not in ("", "0")
+    return wanted or (flags.FLAGS.is_parsed() and _TRACEBACK.value)
+
+
+def _fail(error: BaseException) -> int:
+    """Print `error` for the user; the exit status."""
+    if _tracebacks():
+        traceback.print_exception(error)
+    if isinstance(error, UserError):
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        return 2
+    print(f"error: {type(error).__name__}: {error}\nThis is unexpected: rerun with --traceback "
+          "(or ADARING_TRACEBACK=1) for the traceback, and report it.", file=sys.stderr,
+          flush=True)
+    return 1
+
+
+def _flag_error_message(error: BaseException, argv=()) -> str:
+    """The project's own message when a config file raised it, else absl's first and last
+    lines (config_flags pastes whole tracebacks into its messages)."""
+    cause = error
+    while cause is not None and not isinstance(cause, UserError):
+        cause = cause.__cause__ or cause.__context__
+    lines = [line.strip() for line in str(cause or error).splitlines() if line.strip()]
+    if any(line.startswith("Traceback") for line in lines):
+        ours = re.match(r"adaring_jax\.[\w.]+Error: (.*)", lines[-1])
+        return ours.group(1) if ours else f"{lines[0]} {lines[-1]}"
+    unreadable = re.search(r"\[Errno \d+\] (.*)", str(error))
+    if isinstance(error, OSError) and unreadable:
+        return f"cannot load the config file: {unreadable.group(1)}"
+    missing = re.fullmatch(r"""["']*([\w.]+)["']*""", " ".join(lines))
+    if isinstance(error, (AttributeError, KeyError)) and missing:  # --config.<unknown>=...
+        given = [a.split("=")[0] for a in argv if a.startswith("--config.")
+                 and missing.group(1) in a.split("=")[0].split(".")]
+        return (f"unknown config field {given[0] if given else missing.group(1)}: the config "
+                "has no such field (its fields are listed in the config file and "
+                "adaring_jax/config_args.py)")
+    return " ".join(lines)
+
+
+def _parse_flags(argv):
+    """absl's parser, with bad flags (an unknown --config.x, a bad value) as one message."""
+    try:
+        return flags.FLAGS(argv)
+    except Exception as e:  # noqa: BLE001 - flags.Error, or config_flags' AttributeError...
+        if _tracebacks():
+            traceback.print_exception(e)
+        print(f"error: {_flag_error_message(e, argv)}\nSee: python -m adaring_jax.main --helpfull",
+              file=sys.stderr, flush=True)
+        sys.exit(2)
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if _DISTRIBUTED.value:
-        jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU-only runs
-        kwargs = {"coordinator_address": _COORDINATOR.value,
-                  "num_processes": _NUM_PROCESSES.value, "process_id": _PROCESS_ID.value}
-        jax.distributed.initialize(**{k: v for k, v in kwargs.items() if v is not None})
-    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)  # Orbax's INFO lines are most of a console
+    try:
+        if _DISTRIBUTED.value:
+            jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU-only runs
+            kwargs = {"coordinator_address": _COORDINATOR.value,
+                      "num_processes": _NUM_PROCESSES.value, "process_id": _PROCESS_ID.value}
+            jax.distributed.initialize(**{k: v for k, v in kwargs.items() if v is not None})
+        try:  # config_flags raises a config file's errors only now, pasted into its own
+            config = _CONFIG.value
+            if config is None:
+                raise ConfigError("no experiment config: pass --config=configs/<experiment>.py "
+                                  "(e.g. configs/fewshot.py)")
+            job = config.get("job", "adapt")
+        except Exception as e:  # noqa: BLE001
+            raise ConfigError(_flag_error_message(e)) from e
+        if job not in JOBS:
+            raise ConfigError(f"config.job={job!r} is not valid; choose from: {', '.join(JOBS)}")
+        JOBS[job](config, _WORKDIR.value)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr, flush=True)
+        return 130
+    except Exception as e:  # noqa: BLE001 - the one place errors meet the user
+        return _fail(e)
+    return 0
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=_parse_flags)

@@ -1,29 +1,54 @@
-"""Metric writing: console (absl logging), TensorBoard event files, and metrics.jsonl.
+"""What a run reports: TensorBoard event files and metrics.jsonl, and the console.
 
 clu's metric writers import TensorFlow for their TensorBoard backend; we do not install
 TensorFlow (1.4 GB) for that, so TensorBoard events are written with tensorboardX (the same
 event format) and every record also goes to `metrics.jsonl` for scripts. Only process 0 writes.
+
+The console gets one progress line per log step (step, loss, accuracy, rate, ETA; rewritten in
+place on a terminal) and short notes on stderr; results go to stdout. absl and Orbax INFO
+logging is off unless `--verbosity=0` is passed to `main`.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 
 import jax
-from absl import logging
+
+
+def note(message: str) -> None:
+    """A line for the user on stderr (process 0 only)."""
+    if jax.process_index() == 0:
+        Progress.clear()
+        print(message, file=sys.stderr, flush=True)
 
 
 class MetricWriter:
     def __init__(self, workdir: str):
         self.enabled = jax.process_index() == 0
         self._tb = None
+        self.path = os.path.join(workdir, "metrics.jsonl")
         if self.enabled:
             os.makedirs(workdir, exist_ok=True)
             from tensorboardX import SummaryWriter
             self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
-            self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
+            self._jsonl = open(self.path, "a")
+
+    def truncate_after(self, step: int) -> None:
+        """Drop records after `step` (a resumed run writes those steps again)."""
+        if not self.enabled or not os.path.getsize(self.path):
+            return
+        self._jsonl.close()
+        with open(self.path) as f:
+            keep = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
+        tmp = self.path + ".tmp"
+        with open(tmp, "w") as f:
+            f.writelines(keep)
+        os.replace(tmp, self.path)
+        self._jsonl = open(self.path, "a")
 
     def write(self, step: int, scalars: dict[str, float]):
         if not self.enabled:
@@ -33,7 +58,6 @@ class MetricWriter:
             self._tb.add_scalar(k, v, step)
         self._jsonl.write(json.dumps({"step": step, **scalars}) + "\n")
         self._jsonl.flush()
-        logging.info("[%d] %s", step, ", ".join(f"{k}={v:.4g}" for k, v in scalars.items()))
 
     def close(self):
         if self.enabled:
@@ -42,19 +66,42 @@ class MetricWriter:
 
 
 class Progress:
-    """A progress line with rate and ETA every `every` steps."""
+    """One progress line: step, loss and accuracy when reported, steps/s, images/s, ETA."""
 
-    def __init__(self, total: int, start: int, every: int):
-        self.total, self.start, self.every = total, start, max(1, every)
+    _open_line = False  # a line rewritten in place is on the terminal
+
+    def __init__(self, total: int, start: int):
+        self.total, self.start = total, start
         self.t0 = time.monotonic()
+        self.tty = sys.stderr.isatty()
 
-    def __call__(self, step: int, extra: str = "") -> str | None:
-        done = step - self.start
-        if done <= 0 or (step % self.every and step != self.total):
+    @classmethod
+    def clear(cls) -> None:
+        if cls._open_line:
+            print(file=sys.stderr)
+            cls._open_line = False
+
+    def __call__(self, step: int, m: dict | None = None) -> str | None:
+        if jax.process_index() != 0:
             return None
-        elapsed = time.monotonic() - self.t0
-        eta = elapsed / done * (self.total - step)
-        line = (f"step {step}/{self.total} ({100 * step / self.total:.0f}%), "
-                f"{done / elapsed:.2f} steps/s, ETA {eta:.0f}s {extra}")
-        logging.info(line)
+        done = step - self.start
+        elapsed = max(time.monotonic() - self.t0, 1e-9)
+        eta = elapsed / max(done, 1) * (self.total - step)
+        m = m or {}
+        fields = [f"step {step}/{self.total} ({100 * step / self.total:.0f}%)"]
+        fields += [f"{k} {float(m[k]):.4g}" for k in ("loss", "accuracy") if k in m]
+        fields.append(f"{done / elapsed:.2f} steps/s")
+        if "images_per_second" in m:
+            fields.append(f"{float(m['images_per_second']):.0f} img/s")
+        fields.append(f"ETA {eta:.0f}s")
+        line = ", ".join(fields)
+        if self.tty:
+            print("\r" + line.ljust(100), end="", file=sys.stderr, flush=True)
+            Progress._open_line = True
+        else:
+            print(line, file=sys.stderr, flush=True)
         return line
+
+    def finish(self) -> None:
+        if jax.process_index() == 0:
+            Progress.clear()

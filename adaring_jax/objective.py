@@ -79,7 +79,7 @@ def loss_fn(adapter_params, frozen, model: clip.CLIP, spec: adapters.AdapterSpec
     mask = jnp.ones(labels.shape, jnp.float32) if mask is None else mask
     img, txt = adapted_features(model, frozen, adapter_params, spec, pixels, prompts)
     scale = frozen["logit_scale"]
-    logits = losses.cosine_logits(img, txt, scale)
+    logits = clip.scaled_cosine(img, txt, scale)
     terms = {"ce": losses.cross_entropy(logits, labels, mask)}
     if weights.get("text_l1", 0.0):
         terms["text_l1"] = losses.feature_l1(txt, text_reference)
@@ -89,7 +89,7 @@ def loss_fn(adapter_params, frozen, model: clip.CLIP, spec: adapters.AdapterSpec
             terms["image_l1"] = losses.feature_l1(img, img0, mask)
         if weights.get("kl", 0.0):
             terms["kl"] = losses.kl_to_reference(
-                logits, losses.cosine_logits(img0, text_reference, scale), mask)
+                logits, clip.scaled_cosine(img0, text_reference, scale), mask)
     if weights.get("diversity", 0.0):
         terms["diversity"] = adapters.diversity(adapter_params, spec)
     loss, metrics = losses.generalization_aware(terms, weights)

@@ -7,24 +7,23 @@ that names only a shape for every image of that shape, and a full caption for ev
 that class. Images are never repeated: step s renders examples s*B .. s*B+B-1 of the
 procedural world, so each batch is a pure function of the step (exact resume, any number of
 processes). At the end the model is evaluated zero-shot on both domains and written with its
-tokenizer to `workdir/export`, a directory `clip.load_pretrained` reads like any CLIP.
+tokenizer to `workdir/export`, a directory `convert.load_pretrained` reads like any CLIP.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from absl import logging
 
-from adaring_jax import adapters, checkpoint, evaluate, metrics, sharding
+from adaring_jax import (adapters, backbone, checkpoint, evaluate, loop, metrics, sharding,
+                         validation, workdir as workdirs)
 from adaring_jax.data import shapes
-from adaring_jax.models import clip, preprocess
+from adaring_jax.models import clip, convert, preprocess
 
 _COLOUR_WORDS = {c: i for i, c in enumerate(shapes.COLOURS)}
 _SHAPE_WORDS = {s: i for i, s in enumerate(shapes.SHAPES)}
@@ -49,9 +48,7 @@ def positives(labels, cap_colour, cap_shape) -> jax.Array:
 
 def multi_positive_clip_loss(img, txt, logit_scale, pos) -> jax.Array:
     """Symmetric cross-entropy of scaled cosine logits against row-normalized positives."""
-    img = img / jnp.linalg.norm(img, axis=-1, keepdims=True)
-    txt = txt / jnp.linalg.norm(txt, axis=-1, keepdims=True)
-    logits = jnp.exp(logit_scale) * img.astype(jnp.float32) @ txt.astype(jnp.float32).T
+    logits = clip.scaled_cosine(img, txt, logit_scale)
     i2t = optax.softmax_cross_entropy(logits, pos / pos.sum(1, keepdims=True))
     t2i = optax.softmax_cross_entropy(logits.T, pos.T / pos.T.sum(1, keepdims=True))
     return (i2t.mean() + t2i.mean()) / 2
@@ -77,28 +74,36 @@ class Batches:
                 "cap_colour": attrs[:, 0], "cap_shape": attrs[:, 1]}
 
 
-def pretrain_and_export(config, workdir: str, load_backbone, fingerprint) -> dict:
-    """Train all CLIP parameters contrastively, evaluate zero-shot, export to workdir/export."""
-    os.makedirs(workdir, exist_ok=True)
-    ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), fingerprint,
-                                   max_to_keep=config.max_to_keep)
+def fingerprint(config) -> dict:
+    """What makes two pretraining runs the same experiment."""
+    return {"job": "pretrain", "seed": config.seed, "arch": config.model.arch,
+            "optim": config.optim.to_dict()}
+
+
+def run(config, workdir: str) -> dict:
+    """Train all CLIP parameters contrastively, evaluate zero-shot, export to workdir/export.
+    Checks the config and the workdir before writing anything."""
+    validation.validate(config)
+    fp = fingerprint(config)
+    workdirs.check(workdir, fp)
+    model, params, tok = backbone.load(config, shapes.caption_vocabulary())
     mesh = sharding.make_mesh()
+    lock = workdirs.acquire(workdir, fp)
+    try:
+        return _pretrain(config, workdir, model, params, tok, mesh)
+    finally:
+        lock.release()
+
+
+def _pretrain(config, workdir, model, params, tok, mesh) -> dict:
     repl = sharding.replicated(mesh)
-    vocab = shapes.caption_vocabulary()
-    model, params, tok = load_backbone(config, vocab, workdir)
     o = config.optim
     total = o.steps
     schedule = optax.warmup_cosine_decay_schedule(0.0, o.lr, min(o.warmup_steps, total - 1),
                                                   total)
     opt = optax.adamw(schedule, weight_decay=o.weight_decay)
     state = jax.device_put({"params": params, "opt_state": opt.init(params),
-                            "step": jnp.zeros((), jnp.int32),
-                            "rng": jax.random.key_data(jax.random.key(config.seed))}, repl)
-    start = ckpt.latest_step() or 0
-    if start:
-        state = ckpt.restore(jax.tree.map(lambda x: jax.ShapeDtypeStruct(
-            x.shape, x.dtype, sharding=x.sharding), state), start)
-        logging.info("resumed from step %d of %d", start, total)
+                            "step": jnp.zeros((), jnp.int32)}, repl)
 
     def step_fn(state, batch):
         def loss_fn(p):
@@ -111,41 +116,36 @@ def pretrain_and_export(config, workdir: str, load_backbone, fingerprint) -> dic
         new_params = optax.apply_updates(state["params"], updates)
         # CLIP clamps the temperature at 100 (logit scale ln 100).
         new_params["logit_scale"] = jnp.minimum(new_params["logit_scale"], jnp.log(100.0))
-        return ({"params": new_params, "opt_state": opt_state, "step": state["step"] + 1,
-                 "rng": state["rng"]},
-                {"loss": loss, "lr": schedule(state["step"]),
+        return ({"params": new_params, "opt_state": opt_state, "step": state["step"] + 1},
+                {"loss": loss, "lr": schedule(state["step"]), "grad_norm": optax.global_norm(grads),
                  "logit_scale": jnp.exp(new_params["logit_scale"])})
 
     step_fn = jax.jit(step_fn, out_shardings=(repl, repl), donate_argnums=0)
-    batches = Batches(tok, model.config.vision.image_size, o.batch_size, config.seed)
+    make = Batches(tok, model.config.vision.image_size, o.batch_size, config.seed)
+    batches = lambda start, stop: (sharding.global_batch(make(s), mesh)  # noqa: E731
+                                   for s in range(start, stop))
     writer = metrics.MetricWriter(workdir)
-    progress = metrics.Progress(total, start, config.log_every)
-    terminated = checkpoint.install_sigterm_flag()
-    t0 = time.monotonic()
-    for step in range(start, total):
-        state, m = step_fn(state, sharding.global_batch(batches(step), mesh))
-        done = step + 1
-        if done % config.log_every == 0 or done == total:
-            writer.write(done, jax.device_get(m))
-            progress(done)
-        if terminated():
-            ckpt.save(done, state, force=True)
-            ckpt.wait()
-            logging.warning("SIGTERM: saved a checkpoint at step %d and stopping", done)
-            return {"preempted_at": done}
-        if done % config.checkpoint_every == 0 or done == total:
-            ckpt.save(done, state)
-    ckpt.wait()
-    writer.close()
-    params = state["params"]
-    results = {"steps": total, "train_seconds": round(time.monotonic() - t0, 1),
+    with checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), None,
+                                 max_to_keep=config.max_to_keep) as ckpt:
+        try:
+            outcome = loop.run(step_fn, state, batches, total, ckpt, writer,
+                               log_every=config.log_every,
+                               checkpoint_every=config.checkpoint_every,
+                               images_per_step=o.batch_size)
+        finally:
+            writer.close()
+    if outcome.state is None:
+        return outcome.info
+    params = outcome.state["params"]
+    results = {**outcome.info,
                "zeroshot": zeroshot_accuracy(config, model, params, tok, mesh)}
     if jax.process_index() == 0:
         export = os.path.join(workdir, "export")
-        clip.save_pretrained(model, jax.device_get(params), export, tokenizer_dir=tok_dir(tok))
+        convert.save_pretrained(model, jax.device_get(params), export,
+                                tokenizer_dir=tok_dir(tok))
         with open(os.path.join(workdir, "results.json"), "w") as f:
             json.dump(results, f, indent=2)
-        logging.info("exported to %s; zero-shot accuracy %s", export, results["zeroshot"])
+        metrics.note(f"exported to {export}; zero-shot accuracy {results['zeroshot']}")
     return results
 
 
@@ -165,5 +165,5 @@ def zeroshot_accuracy(config, model, params, tok, mesh) -> dict[str, float]:
     for domain in shapes.DOMAINS:
         src = shapes.ShapesSource("test", domain, size=config.eval.size,
                                   image_size=model.config.vision.image_size)
-        out[domain] = round(accuracy(params, None, feats, src, np.arange(len(src))), 2)
+        out[domain] = round(accuracy(params, None, feats, src, np.arange(len(src)))[0], 2)
     return out

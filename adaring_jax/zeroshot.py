@@ -22,10 +22,6 @@ from adaring_jax.models import clip, convert, preprocess, tokenizer
 DEFAULT_TEMPLATES = ("a photo of a {}.",)
 
 
-def _normalize(x: jax.Array) -> jax.Array:
-    return x / jnp.linalg.norm(x, axis=-1, keepdims=True)
-
-
 def class_embeddings(model: clip.CLIP, params, tok: tokenizer.Tokenizer,
                      classnames: Sequence[str], templates: Sequence[str] = DEFAULT_TEMPLATES,
                      batch_size: int = 256) -> jax.Array:
@@ -33,17 +29,17 @@ def class_embeddings(model: clip.CLIP, params, tok: tokenizer.Tokenizer,
     of the prompts `data.class_prompts` builds."""
     per_template = [class_prompts(classnames, t) for t in templates]
     prompts = [p for row in zip(*per_template) for p in row]  # class-major
-    encode = jax.jit(lambda p, ids: _normalize(clip.encode_text(model, p, ids)))
+    encode = jax.jit(lambda p, ids: clip.normalize(clip.encode_text(model, p, ids)))
     feats = [encode(params, tok(prompts[i:i + batch_size]))
              for i in range(0, len(prompts), batch_size)]
     feats = jnp.concatenate(feats).reshape(len(classnames), len(templates), -1)
-    return _normalize(feats.mean(axis=1))
+    return clip.normalize(feats.mean(axis=1))
 
 
 def classify(model: clip.CLIP, params, pixels: jax.Array, class_emb: jax.Array) -> jax.Array:
     """(B, C) logits of images against class embeddings."""
-    img = _normalize(clip.encode_image(model, params, pixels))
-    return jnp.exp(params["logit_scale"]) * img @ class_emb.T
+    return clip.scaled_cosine(clip.encode_image(model, params, pixels), class_emb,
+                              params["logit_scale"])
 
 
 def top_k(logits: np.ndarray, classnames: Sequence[str], k: int) -> list[list[tuple[str, float]]]:
@@ -69,7 +65,7 @@ def main(argv: Sequence[str]):
     if not images:
         raise app.UsageError("give at least one image path after the flags")
     directory = convert.resolve(FLAGS.checkpoint)
-    model, params = clip.load_pretrained(directory)
+    model, params = convert.load_pretrained(directory)
     tok = tokenizer.load_tokenizer(directory, model.config.text)
     class_emb = class_embeddings(model, params, tok, FLAGS.classes, FLAGS.template)
     pixels = preprocess.load_images(images, model.config.vision.image_size)

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from adaring_jax.models import clip
+from adaring_jax.models import clip, convert
 from conftest import FIXTURES
 
 PARITY = ["clip_quickgelu_eos2", "clip_gelu_eos5"]
@@ -16,7 +16,7 @@ PARITY = ["clip_quickgelu_eos2", "clip_gelu_eos5"]
 
 @pytest.mark.parametrize("name", PARITY)
 def test_parity_with_transformers(name):
-    model, params = clip.load_pretrained(os.path.join(FIXTURES, name))
+    model, params = convert.load_pretrained(os.path.join(FIXTURES, name))
     ref = np.load(os.path.join(FIXTURES, name, "outputs.npz"))
     img = clip.encode_image(model, params, ref["pixels"])
     txt = clip.encode_text(model, params, ref["input_ids"])
@@ -27,8 +27,8 @@ def test_parity_with_transformers(name):
 
 
 def test_fixtures_cover_both_activations_sizes_and_pooling_rules():
-    a, _ = clip.load_pretrained(os.path.join(FIXTURES, PARITY[0]))
-    b, _ = clip.load_pretrained(os.path.join(FIXTURES, PARITY[1]))
+    a, _ = convert.load_pretrained(os.path.join(FIXTURES, PARITY[0]))
+    b, _ = convert.load_pretrained(os.path.join(FIXTURES, PARITY[1]))
     assert (a.config.vision.act, b.config.vision.act) == ("quick_gelu", "gelu")
     assert a.config.vision.image_size != b.config.vision.image_size
     assert a.config.vision.patch_size != b.config.vision.patch_size

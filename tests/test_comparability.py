@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from adaring_jax import config_args, train
+from adaring_jax import backbone, config_args, train
 from adaring_jax.data import presets, prompts, tfds_source, upstream
 from adaring_jax import data
 from tests import coop_tree
@@ -254,8 +254,8 @@ def test_mma_learning_rate_steps_once_per_epoch_like_dassl():
 
 def test_compute_dtype_auto_is_float32_on_cpu():
     assert _config("mma", "dtd").model.dtype == "auto"
-    assert train.compute_dtype("auto") == "float32"  # the tests run on CPU
-    assert train.compute_dtype("bfloat16") == "bfloat16"
+    assert backbone.compute_dtype("auto") == "float32"  # the tests run on CPU
+    assert backbone.compute_dtype("bfloat16") == "bfloat16"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ def test_shipped_checkpoint_is_small_and_meets_the_zero_shot_bar():
     directory = convert.resolve("shapes-clip")
     size = sum(os.path.getsize(os.path.join(directory, f)) for f in os.listdir(directory))
     assert size < 5e6
-    model, params = clip.load_pretrained("shapes-clip")
+    model, params = convert.load_pretrained("shapes-clip")
     tok = tokenizer.load_tokenizer(directory, model.config.text)
     assert model.config.vision.layers == model.config.text.layers == 6
     config = ml_collections.ConfigDict({"eval": {"size": 64 * 10, "batch_size": 128},

@@ -8,7 +8,7 @@ import numpy as np
 
 from adaring_jax import pretrain, train
 from adaring_jax.data import shapes
-from adaring_jax.models import clip, tokenizer
+from adaring_jax.models import clip, convert, tokenizer
 from configs import pretrain_shapes
 
 
@@ -33,9 +33,9 @@ def test_multi_positive_loss_prefers_matching_pairs():
 
 
 def test_pretrain_smoke_exports_a_loadable_clip(tmp_path):
-    results = train.train_and_evaluate(pretrain_shapes.get_config("smoke"), str(tmp_path))
+    results = pretrain.run(pretrain_shapes.get_config("smoke"), str(tmp_path))
     assert set(results["zeroshot"]) == {"pretrain", "target"}
     export = os.path.join(tmp_path, "export")
-    model, params = clip.load_pretrained(export)
+    model, params = convert.load_pretrained(export)
     tok = tokenizer.load_tokenizer(export, model.config.text)
     assert tok("a photo of a red star.").shape == (1, model.config.text.context_length)

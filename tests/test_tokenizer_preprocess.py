@@ -8,7 +8,7 @@ import pytest
 import transformers
 from PIL import Image
 
-from adaring_jax.models import clip, preprocess, tokenizer
+from adaring_jax.models import clip, convert, preprocess, tokenizer
 from conftest import FIXTURES
 
 SRC = os.path.join(FIXTURES, "clip_quickgelu_eos2")
@@ -16,7 +16,7 @@ SRC = os.path.join(FIXTURES, "clip_quickgelu_eos2")
 
 @pytest.fixture(scope="module")
 def tok():
-    model, _ = clip.load_pretrained(SRC)
+    model, _ = convert.load_pretrained(SRC)
     return tokenizer.load_tokenizer(SRC, model.config.text), model.config.text
 
 

@@ -17,7 +17,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from adaring_jax import checkpoint, train
+from adaring_jax import train
+from adaring_jax import workdir as workdir_module
 from configs import base2novel, fewshot
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -134,6 +135,8 @@ def test_sigkill_then_restart_matches_uninterrupted(reference, tmp_path):
     b = json.load(open(os.path.join(str(tmp_path), "results.json")))
     assert f"resumed from step {b['resumed_from']} of 6" in out.stderr
     assert 2 <= b["resumed_from"] < 6  # the kill landed mid-training
+    steps = [s for s, _ in _losses(str(tmp_path))]
+    assert steps == sorted(set(steps))  # re-run steps are not written twice
     _assert_trees_close(_adapters(str(tmp_path), 6), _adapters(workdir, 6), 1e-6)
     a = json.load(open(os.path.join(workdir, "results.json")))
     assert a["adapted"] == b["adapted"] and a["zeroshot"] == b["zeroshot"]
@@ -189,7 +192,7 @@ def test_two_processes_match_one(reference, tmp_path):
     ("method", "lora", "config.method='lora' is not valid; choose from: zeroshot, mma, adaring"),
     ("data.dataset", "cifar", "config.data.dataset='cifar' is not valid; choose from: imagenet"),
     ("model.arch", "ViT-H/14", "config.model.arch='ViT-H/14' is not valid; choose from: ViT-B"),
-    ("data.shots", 0, "config.data.shots=0 must be >= 1"),
+    ("data.shots", 0, "config.data.shots=0 must be an integer >= 1"),
     ("protocol", "zero", "config.protocol='zero' is not valid; choose from: fewshot"),
 ])
 def test_bad_values_stop_before_compute(tmp_path, field, value, message):
@@ -208,7 +211,7 @@ def test_bad_values_stop_before_compute(tmp_path, field, value, message):
 def test_workdir_of_another_experiment_is_refused(reference, tmp_path):
     workdir, _ = reference
     config = fewshot.get_config("smoke,seed=2")
-    with pytest.raises(checkpoint.CheckpointError, match="seed: workdir has 1, this run has 2"):
+    with pytest.raises(workdir_module.WorkdirError, match="seed: workdir has 1, this run has 2"):
         train.train_and_evaluate(config, workdir)
 
 

@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 from adaring_jax import zeroshot
-from adaring_jax.models import clip, tokenizer
+from adaring_jax.models import clip, convert, tokenizer
 from conftest import FIXTURES
 
 SRC = os.path.join(FIXTURES, "clip_quickgelu_eos2")
@@ -17,7 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_class_embeddings_average_normalized_prompt_features():
-    model, params = clip.load_pretrained(SRC)
+    model, params = convert.load_pretrained(SRC)
     tok = tokenizer.load_tokenizer(SRC, model.config.text)
     templates = ["a photo of a {}.", "a {}"]
     emb = zeroshot.class_embeddings(model, params, tok, ["cat", "dog"], templates, batch_size=3)

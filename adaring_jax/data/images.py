@@ -1,6 +1,6 @@
 """Image decoding for every file- or record-backed source: RGB uint8, failures counted, not raised.
 
-Grayscale, CMYK, palette and alpha images are converted to RGB; a file that cannot be decoded
+Grayscale (8- and 16-bit), CMYK, palette and alpha images are converted to RGB; a file that cannot be decoded
 becomes a black image marked `valid: False` (the pipeline masks it out) and is logged once and
 counted, never raised mid-epoch.
 """
@@ -33,6 +33,16 @@ class BadImages:
         return len(self.paths)
 
 
+def _to_uint8(pixels: np.ndarray) -> np.ndarray:
+    """Gray pixels of a deeper format to 8 bits: 16-bit range (PNG, TIFF) scaled by 255/65535,
+    floats in [0, 1] by 255."""
+    if pixels.dtype.kind == "f":
+        scale = 255.0 if pixels.max(initial=0.0) <= 1.0 else 255.0 / 65535.0
+    else:
+        scale = 255.0 / 65535.0
+    return np.clip(np.rint(pixels.astype(np.float64) * scale), 0, 255).astype(np.uint8)
+
+
 def decode(data, name: str, bad: BadImages) -> tuple[np.ndarray, bool]:
     """Bytes, path or array -> (uint8 RGB (H, W, 3), valid)."""
     try:
@@ -42,7 +52,9 @@ def decode(data, name: str, bad: BadImages) -> tuple[np.ndarray, bool]:
         else:
             image = Image.open(io.BytesIO(data) if isinstance(data, bytes) else data)
         image.load()
-        if image.mode != "RGB":  # L, P, CMYK, RGBA, I;16 ...
+        if image.mode.startswith(("I", "F")):  # 16-bit/32-bit gray: PIL's convert clips at 255
+            image = Image.fromarray(_to_uint8(np.asarray(image)))
+        if image.mode != "RGB":  # L, P, CMYK, RGBA, LA ...
             image = image.convert("RGB")
         return np.asarray(image), True
     except Exception as e:  # PIL raises many types for truncated/corrupt files

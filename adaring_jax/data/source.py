@@ -14,8 +14,10 @@ from typing import Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
+from adaring_jax.errors import UserError
 
-class DataError(ValueError):
+
+class DataError(UserError, ValueError):
     """A dataset that is unknown, not prepared, or malformed."""
 
 

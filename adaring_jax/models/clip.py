@@ -350,11 +350,16 @@ class CLIP(nn.Module):
 # Functional API
 
 
+def normalize(x: Array) -> Array:
+    """Unit L2 norm over the last axis, in float32."""
+    x = x.astype(jnp.float32)
+    return x / jnp.linalg.norm(x, axis=-1, keepdims=True)
+
+
 def scaled_cosine(image_features: Array, text_features: Array, logit_scale: Array) -> Array:
-    """exp(logit_scale) * cos(image, text): (B_img, D) x (B_txt, D) -> (B_img, B_txt)."""
-    img = image_features / jnp.linalg.norm(image_features, axis=-1, keepdims=True)
-    txt = text_features / jnp.linalg.norm(text_features, axis=-1, keepdims=True)
-    return jnp.exp(logit_scale) * img.astype(jnp.float32) @ txt.astype(jnp.float32).T
+    """exp(logit_scale) * cos(image, text): (B_img, D) x (B_txt, D) -> (B_img, B_txt), float32.
+    The one place CLIP's logits are formed (HF `logits_per_image`, training, evaluation)."""
+    return jnp.exp(logit_scale) * normalize(image_features) @ normalize(text_features).T
 
 
 def preset(name: str, **overrides) -> CLIP:
@@ -408,14 +413,3 @@ def logits(model: CLIP, params: Params, pixels: Array, input_ids: Array) -> Arra
     """Hugging Face's `logits_per_image`."""
     return model.apply({"params": params}, pixels, jnp.asarray(input_ids, jnp.int32))
 
-
-def load_pretrained(path_or_hub_id: str, dtype: str = "float32"):
-    """(model, params) from a Hugging Face CLIP directory or hub id; see `convert`."""
-    from adaring_jax.models import convert
-    return convert.load_pretrained(path_or_hub_id, dtype=dtype)
-
-
-def save_pretrained(model: CLIP, params: Params, out_dir: str, tokenizer_dir: str | None = None):
-    """Write a Hugging Face CLIP directory (config.json + model.safetensors)."""
-    from adaring_jax.models import convert
-    return convert.save_pretrained(model, params, out_dir, tokenizer_dir=tokenizer_dir)

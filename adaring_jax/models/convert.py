@@ -23,6 +23,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from adaring_jax.errors import UserError
 from adaring_jax.models import clip
 from adaring_jax.models.preprocess import CLIP_MEAN, CLIP_STD
 
@@ -40,8 +41,9 @@ EMBEDDED = {"shapes-clip": os.path.join(os.path.dirname(os.path.dirname(__file__
                                         "shapes_clip")}
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be loaded as the requested model."""
+class BackboneError(UserError, ValueError):
+    """A CLIP weights directory (Hugging Face format) that cannot be loaded as the requested
+    model; distinct from `checkpoint.CheckpointError` (Orbax training checkpoints)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -64,8 +66,8 @@ _VISION_FIELDS = [("image_size", "image_size", 224), ("patch_size", "patch_size"
 def config_from_hf(hf: dict[str, Any], dtype: str = "float32") -> clip.CLIPConfig:
     """A Hugging Face CLIP `config.json` dict -> CLIPConfig (missing keys take HF defaults)."""
     if hf.get("model_type", "clip") != "clip":
-        raise CheckpointError(f"config.json has model_type {hf.get('model_type')!r}; "
-                              "only 'clip' (CLIPModel) checkpoints are supported")
+        raise BackboneError(f"config.json has model_type {hf.get('model_type')!r}; "
+                            "only 'clip' (CLIPModel) checkpoints are supported")
     text = hf.get("text_config") or {}
     vision = hf.get("vision_config") or {}
     return clip.CLIPConfig(
@@ -176,7 +178,7 @@ def params_from_hf(model: clip.CLIP, tensors: dict[str, np.ndarray], source: str
                 return ""
             more = f"\n    ... and {len(names) - 20} more" if len(names) > 20 else ""
             return f"\n  {title} ({len(names)}):\n    " + "\n    ".join(names[:20]) + more
-        raise CheckpointError(
+        raise BackboneError(
             f"{source} does not match the CLIP architecture of its config"
             + show("missing tensors", missing) + show("unexpected tensors", unexpected)
             + show("mis-shaped tensors", misshaped))
@@ -216,12 +218,12 @@ def _read_weights(directory: str) -> tuple[dict[str, np.ndarray], str]:
         try:
             import torch
         except ImportError:
-            raise CheckpointError(
+            raise BackboneError(
                 f"{bin_} is a PyTorch pickle and torch is not installed; either "
                 "`pip install torch` or convert it to model.safetensors") from None
         state = torch.load(bin_, map_location="cpu", weights_only=True)
         return {k: v.float().numpy() for k, v in state.items()}, bin_
-    raise CheckpointError(f"no weights in {directory}: looked for {', '.join(WEIGHT_FILES)}")
+    raise BackboneError(f"no weights in {directory}: looked for {', '.join(WEIGHT_FILES)}")
 
 
 def _read_safetensors(files: list[str]) -> dict[str, np.ndarray]:
@@ -233,7 +235,7 @@ def _read_safetensors(files: list[str]) -> dict[str, np.ndarray]:
                 for k in f.keys():
                     tensors[k] = np.asarray(f.get_tensor(k), np.float32)
         except Exception as e:  # safetensors raises its own error types on corrupt headers
-            raise CheckpointError(f"cannot read {file}: {e}") from e
+            raise BackboneError(f"cannot read {file}: {e}") from e
     return tensors
 
 
@@ -254,18 +256,18 @@ def resolve(path_or_hub_id: str) -> str:
     if path_or_hub_id in EMBEDDED:
         directory = EMBEDDED[path_or_hub_id]
         if not os.path.isfile(os.path.join(directory, "config.json")):
-            raise CheckpointError(f"the embedded checkpoint {path_or_hub_id!r} is missing from "
-                                  f"{directory}; reinstall the package, or regenerate it with "
-                                  "configs/pretrain_shapes.py (README)")
+            raise BackboneError(f"the embedded checkpoint {path_or_hub_id!r} is missing from "
+                                f"{directory}; reinstall the package, or regenerate it with "
+                                "configs/pretrain_shapes.py (README)")
         return directory
     path = os.path.abspath(os.path.expanduser(path_or_hub_id))
     if os.path.isdir(path):
         return path
     if os.path.exists(path):
-        raise CheckpointError(f"{path} is a file; expected a directory holding config.json and "
-                              f"one of {', '.join(WEIGHT_FILES)}")
+        raise BackboneError(f"{path} is a file; expected a directory holding config.json and "
+                            f"one of {', '.join(WEIGHT_FILES)}")
     if not _HUB_ID.match(path_or_hub_id):
-        raise CheckpointError(f"no checkpoint directory at {path}")
+        raise BackboneError(f"no checkpoint directory at {path}")
     import huggingface_hub
     from huggingface_hub import constants
     where = (f"{path_or_hub_id!r} is not a local directory (looked at {path}) and could not be "
@@ -278,23 +280,30 @@ def resolve(path_or_hub_id: str) -> str:
             local_files_only=constants.HF_HUB_OFFLINE or reason is not None)
     except Exception as e:  # cache miss, unknown or gated repo, network error
         detail = reason or f"{type(e).__name__}: {e}"
-        raise CheckpointError(f"{where}: {detail}. Offline, pass a local directory holding "
-                              "config.json and model.safetensors.") from e
+        raise BackboneError(f"{where}: {detail}. Offline, pass a local directory holding "
+                            "config.json and model.safetensors.") from e
+
+
+def _read_config(directory: str) -> dict:
+    """A checkpoint directory's config.json, or a BackboneError saying what is wrong."""
+    config_path = os.path.join(directory, "config.json")
+    if not os.path.exists(config_path):
+        raise BackboneError(f"no config.json in {directory}; a Hugging Face CLIP directory "
+                            f"holds config.json and one of {', '.join(WEIGHT_FILES)}")
+    try:
+        with open(config_path) as f:
+            hf_config = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise BackboneError(f"{config_path} is not valid JSON: {e}") from None
+    if not isinstance(hf_config, dict):
+        raise BackboneError(f"{config_path} is not a CLIP config (a JSON object)")
+    return hf_config
 
 
 def load_pretrained(path_or_hub_id: str, dtype: str = "float32"):
     """(model, params) from a Hugging Face CLIP directory or hub id."""
     directory = resolve(path_or_hub_id)
-    config_path = os.path.join(directory, "config.json")
-    if not os.path.exists(config_path):
-        raise CheckpointError(f"no config.json in {directory}; a Hugging Face CLIP directory "
-                              f"holds config.json and one of {', '.join(WEIGHT_FILES)}")
-    with open(config_path) as f:
-        try:
-            hf_config = json.load(f)
-        except json.JSONDecodeError as e:
-            raise CheckpointError(f"{config_path} is not valid JSON: {e}") from e
-    model = clip.CLIP(config_from_hf(hf_config, dtype=dtype))
+    model = clip.CLIP(config_from_hf(_read_config(directory), dtype=dtype))
     tensors, source = _read_weights(directory)
     return model, params_from_hf(model, tensors, source=source)
 
@@ -327,12 +336,7 @@ def save_pretrained(model: clip.CLIP, params, out_dir: str, tokenizer_dir: str |
 
 def load_architecture(path_or_hub_id: str, dtype: str = "float32") -> clip.CLIPConfig:
     """The CLIP architecture of a checkpoint from its config.json alone (no weights read)."""
-    directory = resolve(path_or_hub_id)
-    path = os.path.join(directory, "config.json")
-    if not os.path.exists(path):
-        raise CheckpointError(f"no config.json in {directory}")
-    with open(path) as f:
-        return config_from_hf(json.load(f), dtype=dtype)
+    return config_from_hf(_read_config(resolve(path_or_hub_id)), dtype=dtype)
 
 
 def architecture(arch: str, checkpoint: str, dtype: str = "float32") -> clip.CLIPConfig:

@@ -1,0 +1,119 @@
+"""Config checks that need nothing but the config: every field a job reads, with a message that
+names the field, its value and what is valid. Run before any data, weights or workdir is
+touched (`ConfigError`, a `ValueError`)."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+
+from adaring_jax import adapters, config_args, data
+from adaring_jax.errors import ConfigError  # noqa: F401 - re-exported for the jobs
+from adaring_jax.models import clip
+
+JOBS = ("adapt", "pretrain")
+PROTOCOLS = ("fewshot", "base2novel", "cross_dataset", "domain_generalization")
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("epoch_cosine", "cosine")
+DTYPES = ("auto", "float32", "bfloat16")
+
+
+def _choice(field, value, valid):
+    if value not in valid:
+        raise ConfigError(f"config.{field}={value!r} is not valid; choose from: "
+                          f"{', '.join(map(str, valid))}")
+
+
+def _number(field, value, low=None, high=None, low_open=False, integer=False):
+    """A finite number within [low, high] (low excluded when `low_open`)."""
+    kind = "an integer" if integer else "a number"
+    ok = isinstance(value, int if integer else (int, float)) and not isinstance(value, bool)
+    ok = ok and math.isfinite(value)
+    ok = ok and (low is None or (value > low if low_open else value >= low))
+    ok = ok and (high is None or value <= high)
+    if not ok:
+        bound = [f"{'>' if low_open else '>='} {low}" if low is not None else "",
+                 f"<= {high}" if high is not None else ""]
+        raise ConfigError(f"config.{field}={value!r} must be {kind} "
+                          f"{' and '.join(b for b in bound if b)}".rstrip())
+
+
+def validate(config) -> None:
+    """Raise ConfigError for the first invalid field of an experiment config."""
+    _choice("job", config.get("job", "adapt"), JOBS)
+    _choice("model.dtype", config.model.dtype, DTYPES)
+    if config.model.arch:
+        _choice("model.arch", clip.ALIASES.get(config.model.arch, config.model.arch),
+                tuple(clip.PRESETS))
+    elif not config.model.checkpoint:
+        raise ConfigError("set config.model.checkpoint (a Hugging Face CLIP directory or hub "
+                          "id) or config.model.arch (random weights, for tests and benchmarks)")
+    o = config.optim
+    _choice("optim.name", o.name, OPTIMIZERS)
+    _number("optim.lr", o.lr, 0, 10, low_open=True)
+    _number("optim.weight_decay", o.weight_decay, 0)
+    _number("optim.batch_size", o.batch_size, 1, integer=True)
+    _number("optim.steps", o.steps, 0, integer=True)
+    _number("optim.warmup_steps", o.warmup_steps, 0, integer=True)
+    if o.batch_size % jax.process_count():
+        raise ConfigError(f"config.optim.batch_size={o.batch_size} must be divisible by the "
+                          f"{jax.process_count()} processes")
+    _number("eval.batch_size", config.eval.batch_size, 1, integer=True)
+    _number("log_every", config.log_every, 1, integer=True)
+    _number("checkpoint_every", config.checkpoint_every, 1, integer=True)
+    _number("max_to_keep", config.max_to_keep, 1, integer=True)
+    _number("data.num_threads", config.data.num_threads, 1, integer=True)
+    if config.get("job", "adapt") == "pretrain":
+        _number("optim.steps", o.steps, 1, integer=True)
+        return
+    _validate_adaptation(config)
+
+
+def _validate_adaptation(config) -> None:
+    _choice("protocol", config.protocol, PROTOCOLS)
+    _choice("method", config.method, adapters.METHODS)
+    _choice("data.dataset", config.data.dataset, tuple(data.DATASETS))
+    for name in config.data.eval_datasets:
+        _choice("data.eval_datasets", name, tuple(data.DATASETS))
+    _choice("optim.schedule", config.optim.schedule, SCHEDULES)
+    _choice("data.prompt", config.data.prompt, data.prompts.STYLES)
+    _choice("data.zeroshot_prompt", config.data.zeroshot_prompt, data.prompts.STYLES)
+    embedded = config.model.checkpoint == config_args.EMBEDDED
+    if config.recipe != ("embedded" if embedded else "mma"):
+        raise ConfigError(
+            f"config.model.checkpoint={config.model.checkpoint!r} was set after the config was "
+            f"built for the {config.recipe} recipe; pass the checkpoint as a config argument "
+            "instead (--config=configs/X.py:checkpoint=...), so that the adapter layers and "
+            "the optimizer follow that model")
+    _number("data.shots", config.data.shots, 1, integer=True)
+    _number("data.crop_scale", config.data.crop_scale, 0, 1, low_open=True)
+    _number("data.min_usable", config.data.min_usable, 0, 1)
+    _number("eval.max_examples", config.eval.max_examples, 0, integer=True)
+    if config.method != "zeroshot":
+        if config.optim.steps == 0:
+            _number("optim.epochs", config.optim.epochs, 1, integer=True)
+        a = config.adapter
+        _number("adapter.start", a.start, 1, integer=True)
+        _number("adapter.end", a.end, 1, integer=True)
+        if a.start > a.end:
+            raise ConfigError(f"config.adapter.start={a.start} > config.adapter.end={a.end}: "
+                              "the first adapted block must not come after the last")
+        _number("adapter.hidden", a.hidden, 1, integer=True)
+        _number("adapter.alpha", a.alpha, 0, low_open=True)
+        if config.method == "adaring":
+            for r in a.ranks:
+                _number("adapter.ranks[...]", r, 1, integer=True)
+            _number("adapter.max_mode", a.max_mode, 0, integer=True)
+    for k, v in config.loss.items():
+        _number(f"loss.{k}", v, 0)
+
+
+def check_depth(config, model_config) -> None:
+    """The adapted blocks lie within the model's depth (needs the model's architecture)."""
+    if config.method == "zeroshot":
+        return
+    depth = min(model_config.vision.layers, model_config.text.layers)
+    if config.adapter.end > depth:
+        raise ConfigError(f"config.adapter.end={config.adapter.end} is beyond the model's "
+                          f"{depth} blocks; adapted blocks must lie within 1..{depth}")

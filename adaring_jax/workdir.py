@@ -1,0 +1,134 @@
+"""The run directory: checked before anything is written, held by one run at a time, and bound
+to one experiment.
+
+A job first `check`s the directory (writable, not another experiment's) without writing
+anything; only after every input is known good does it `acquire` it: create it, take an
+exclusive lock (a second run on the same directory is refused with the holder's pid, host and
+start time) and record the experiment's fingerprint in `experiment.json`. Every method,
+zero-shot included, is fingerprinted, so no run overwrites another experiment's results.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import time
+
+import jax
+
+from adaring_jax import checkpoint
+from adaring_jax.errors import UserError
+
+FINGERPRINT = "experiment.json"
+LOCK = ".lock"
+
+
+class WorkdirError(UserError, RuntimeError):
+    """A run directory that cannot be used: not writable, in use, or another experiment's."""
+
+
+def _nearest_existing(path: str) -> str:
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return path
+
+
+def check(workdir: str, fingerprint: dict) -> None:
+    """Raise WorkdirError if `workdir` cannot hold this experiment; writes nothing."""
+    if "://" in workdir:
+        raise WorkdirError(f"workdir {workdir!r}: results and metrics are written with plain "
+                           "file I/O; use a local or mounted path")
+    existing = _nearest_existing(workdir)
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise WorkdirError(f"workdir {workdir} is a file; pass a directory")
+    if not os.path.isdir(existing):
+        raise WorkdirError(f"workdir {workdir}: {existing} is a file, not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise WorkdirError(f"workdir {workdir}: {existing} is not writable by this user")
+    # Old runs kept the fingerprint with their checkpoints only.
+    for path in (os.path.join(workdir, FINGERPRINT),
+                 os.path.join(workdir, "checkpoints", checkpoint.FINGERPRINT_FILE)):
+        if os.path.exists(path):
+            _compare(path, fingerprint, workdir)
+            return
+    leftovers = sorted(n for n in ("results.json", "checkpoints", "metrics.jsonl")
+                       if os.path.exists(os.path.join(workdir, n)))
+    if leftovers:
+        raise WorkdirError(f"workdir {workdir} holds {', '.join(leftovers)} but no "
+                           f"{FINGERPRINT}: it is not known which experiment wrote them. Use a "
+                           "new workdir, or move these away")
+
+
+def _compare(path: str, fingerprint: dict, workdir: str) -> None:
+    advice = (f"Use a new workdir for this experiment, or move {workdir} away if its results "
+              "are not wanted.")
+    try:
+        with open(path) as f:
+            saved = json.load(f)
+    except (OSError, ValueError) as e:
+        raise WorkdirError(f"{path} is unreadable ({e}). {advice}") from None
+    diffs = checkpoint.fingerprint_differences(saved, json.loads(json.dumps(fingerprint)))
+    if diffs:
+        raise WorkdirError(f"workdir {workdir} belongs to a different experiment; differing "
+                           "fields:\n  " + "\n  ".join(diffs) + f"\n{advice}")
+
+
+class Lock:
+    """An exclusive advisory lock on `workdir/.lock` for the life of a run (process 0 only:
+    the processes of one multi-host job share the directory)."""
+
+    def __init__(self, workdir: str):
+        self.path = os.path.join(workdir, LOCK)
+        self._file = None
+
+    def acquire(self) -> None:
+        if jax.process_index() != 0:
+            return
+        f = open(self.path, "a+")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            f.close()
+            raise WorkdirError(f"workdir {os.path.dirname(self.path)} is in use by {holder}; "
+                               "wait for that run to finish (or stop it), or use another "
+                               "workdir") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()} on {socket.gethostname()} since "
+                f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        f.flush()
+        self._file = f
+
+    def release(self) -> None:
+        if self._file is not None:
+            self._file.close()  # closing releases the flock
+            self._file = None
+
+
+def acquire(workdir: str, fingerprint: dict) -> Lock:
+    """Create `workdir`, lock it, re-check and record the fingerprint. The caller releases."""
+    if jax.process_index() == 0:
+        os.makedirs(workdir, exist_ok=True)
+    lock = Lock(workdir)
+    lock.acquire()
+    try:
+        check(workdir, fingerprint)  # again, under the lock: another run may have finished
+        path = os.path.join(workdir, FINGERPRINT)
+        if jax.process_index() == 0 and not os.path.exists(path):
+            tmp = path + ".tmp"  # rename: never half a file
+            with open(tmp, "w") as f:
+                json.dump(fingerprint, f, indent=2, sort_keys=True)
+                f.write("\n")
+            os.replace(tmp, path)
+    except BaseException:
+        lock.release()
+        raise
+    return lock
