@@ -28,3 +28,45 @@ def test_requirements_are_pinned_in_constraints():
         name = re.split(r"[<>=\[ ]", line.strip())[0].lower().replace("_", "-")
         if name and not name.startswith("#"):
             assert name in pins, f"{name} has no pinned version in constraints.txt"
+
+
+def _imports(path: str, package: str) -> set[str]:
+    """The adaring_jax modules a file imports (any position: module level or in functions)."""
+    import ast
+    tree = ast.parse(open(path).read())
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names if a.name.startswith(package)}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(package):
+            out.add(node.module)
+            out |= {f"{node.module}.{a.name}" for a in node.names}
+    return out
+
+
+def test_the_package_import_graph_has_no_circle():
+    package = "adaring_jax"
+    modules = {}
+    for base, _, files in os.walk(os.path.join(ROOT, package)):
+        for f in files:
+            if f.endswith(".py"):
+                rel = os.path.relpath(os.path.join(base, f), ROOT)[:-3].replace(os.sep, ".")
+                modules[rel.removesuffix(".__init__")] = os.path.join(base, f)
+    graph = {m: {i for i in _imports(p, package) if i in modules and i != m}
+             for m, p in modules.items()}
+    for m in graph:  # a package's __init__ is not a dependency of its own submodules' cycle
+        graph[m] = {d for d in graph[m] if not m.startswith(d + ".")}
+    state = {}
+
+    def visit(m, path):
+        state[m] = "open"
+        for d in graph[m]:
+            if state.get(d) == "open":
+                raise AssertionError("import circle: " + " -> ".join(path[path.index(d):] + [d]))
+            if d not in state:
+                visit(d, path + [d])
+        state[m] = "done"
+
+    for m in graph:
+        if m not in state:
+            visit(m, [m])
