@@ -46,14 +46,12 @@ def parse(arg: str | None, **defaults) -> ml_collections.ConfigDict:
 COMMON_ARGS = dict(method="adaring", arch="", checkpoint="shapes-clip",
                    dataset="shapes", shots=16, seed=1, ranks=(), smoke=False)
 EMBEDDED = "shapes-clip"  # the shipped checkpoint's name in models.convert.EMBEDDED
-# The generalization-aware loss's weights for AdaRing (MMA trains with cross-entropy only).
-GENERALIZATION_LOSS = {"text_l1": 0.1, "image_l1": 0.1, "kl": 0.1}
-EMBEDDED_RANKS = (2, 4)  # AdaRing's banks on the embedded tiny CLIP
 
 
 def base_config(protocol: str, arg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """The experiment config shared by all protocols, MMA's recipe unless noted; configs/*.py
-    adjust it. `arg` comes from `parse(..., **COMMON_ARGS)`."""
+    """Every field of an experiment config, one comment each, with MMA's values (the baseline's
+    recipe) as defaults. The configs apply the recipe that fits their checkpoint on top
+    (configs/recipes.py). `arg` comes from `parse(..., **COMMON_ARGS)`."""
     c = ml_collections.ConfigDict()
     c.job = "adapt"  # adapt (this config family) | pretrain (configs/pretrain_shapes.py)
     c.protocol = protocol  # fewshot | base2novel | cross_dataset | domain_generalization
@@ -75,20 +73,18 @@ def base_config(protocol: str, arg: ml_collections.ConfigDict) -> ml_collections
     c.adapter.hidden = 32  # bottleneck width (MMA: 32)
     c.adapter.alpha = 0.001  # branch scale (MMA: 0.001)
     c.adapter.unscaled_grads = True  # MMA's gradient treatment: adapter grads / alpha
-    # adaring: TR rank per bank; one rank = single AdaRing. Default: 2+4+8 for CLIP ViT-B/L;
-    # the embedded tiny CLIP's own below.
+    # adaring: TR rank per bank; one rank = single AdaRing. 2+4+8 for CLIP ViT-B/L (the
+    # embedded recipe sets the tiny CLIP's own).
     c.adapter.ranks = arg.ranks or (2, 4, 8)
     c.adapter.max_mode = 16  # adaring: split wide modes into factors <= this (0: off)
 
-    # Generalization-aware weights (DESIGN 1.4), GENERALIZATION_LOSS: PromptSRC's 25 / 10 / 1
-    # made training unstable under MMA's 1/alpha gradient scaling (gradient norm 34 -> 3,000
-    # within 24 smoke steps); on the embedded task 0.1 each beat both 1.0 and none (README).
+    # Generalization-aware weights (DESIGN 1.4); MMA trains with cross-entropy only. AdaRing's
+    # come from configs/recipes.py (GENERALIZATION_LOSS).
     c.loss = ml_collections.ConfigDict()
-    ga = GENERALIZATION_LOSS if arg.method != "mma" else dict.fromkeys(GENERALIZATION_LOSS, 0.0)
-    c.loss.text_l1 = ga["text_l1"]  # |f_txt - f_txt0|_1 (PromptSRC: 25); MMA: 0
-    c.loss.image_l1 = ga["image_l1"]  # |f_img - f_img0|_1 (PromptSRC: 10); MMA: 0
-    c.loss.kl = ga["kl"]  # KL(p0 || p) to zero-shot logits (PromptSRC: 1); MMA: 0
-    c.loss.diversity = 0.0 if arg.method == "mma" else 0.1  # banks' output similarity
+    c.loss.text_l1 = 0.0  # |f_txt - f_txt0|_1 (PromptSRC: 25)
+    c.loss.image_l1 = 0.0  # |f_img - f_img0|_1 (PromptSRC: 10)
+    c.loss.kl = 0.0  # KL(p0 || p) to zero-shot logits (PromptSRC: 1)
+    c.loss.diversity = 0.0  # banks' output similarity (adaring)
 
     c.data = ml_collections.ConfigDict()
     c.data.dataset = arg.dataset  # training dataset (a name in adaring_jax.data.DATASETS)
@@ -119,9 +115,7 @@ def base_config(protocol: str, arg: ml_collections.ConfigDict) -> ml_collections
     c.optim.weight_decay = 5e-4  # Dassl default
     c.optim.epochs = 5  # MMA: 5
     c.optim.steps = 0  # > 0 overrides epochs
-    # global batch: MMA's 16, and 128 on ImageNet (its vit_b16_ep5_imnet.yaml, used for every
-    # ImageNet run of its scripts)
-    c.optim.batch_size = 128 if arg.dataset == "imagenet" else 16
+    c.optim.batch_size = 16  # global batch (MMA: 16; its recipe: 128 on ImageNet)
     # "epoch_cosine": Dassl's CosineAnnealingLR(T_max=epochs) stepped once per epoch (MMA
     # trainers/mmadapter.py L285-286: lr constant within an epoch); "cosine": per step.
     c.optim.schedule = "epoch_cosine"
@@ -135,31 +129,7 @@ def base_config(protocol: str, arg: ml_collections.ConfigDict) -> ml_collections
     c.checkpoint_every = 200  # steps between checkpoints (and at the end)
     c.max_to_keep = 2  # checkpoints kept
 
-    # Which recipe the defaults follow; validate() refuses a checkpoint swapped in afterwards
-    # (`--config.model.checkpoint=`), which would keep the other model's layers and optimizer.
-    c.recipe = "embedded" if c.model.checkpoint == EMBEDDED and not arg.smoke else "mma"
-    if c.recipe == "embedded":  # the shipped tiny CLIP (6 layers per tower): its recipe
-        # Chosen on the embedded task (README, "Evidence"): MMA's SGD with 1/alpha-scaled
-        # gradients diverged for the ring's multiplicative parameters here, AdamW at 1e-2
-        # did not; the same recipe is used for every method so the comparison is fair.
-        c.adapter.start, c.adapter.end = 2, 6  # 5 adapted blocks per tower
-        c.adapter.ranks = arg.ranks or EMBEDDED_RANKS
-        c.adapter.alpha, c.adapter.unscaled_grads = 0.1, False
-        c.optim.name, c.optim.lr, c.optim.weight_decay = "adamw", 0.01, 0.0
-        c.optim.schedule = "cosine"  # per step, as the evidence runs were made
-        c.optim.epochs = 10  # 32 base classes x 16 shots / batch 16: 320 steps
-
-    if arg.smoke:  # seconds on 2 CPU cores: tiny random CLIP on a little shapes data
-        if arg.dataset != "shapes":
-            raise ConfigError(f"smoke runs on the embedded shapes world; drop dataset="
-                              f"{arg.dataset} or smoke")
-        c.model.arch, c.model.checkpoint = arg.arch or "tiny", ""
-        # 2 shots unless asked otherwise (16 is every config's default).
-        c.data.shots = 2 if arg.shots == COMMON_ARGS["shots"] else arg.shots
-        c.data.shapes_size = ml_collections.ConfigDict({"train": 256, "val": 64, "test": 128})
-        c.data.num_threads = 2
-        c.adapter.start, c.adapter.end = 2, 4
-        c.optim.batch_size, c.optim.steps, c.optim.schedule = 8, 6, "cosine"
-        c.eval.batch_size, c.eval.max_examples = 32, 64
-        c.log_every, c.checkpoint_every = 2, 3
+    # The recipe applied (configs/recipes.py); validation refuses a checkpoint swapped in
+    # afterwards (`--config.model.checkpoint=`), which would keep the other model's recipe.
+    c.recipe = "mma"
     return c

@@ -23,8 +23,8 @@ from absl import app, flags, logging
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
-from adaring_jax import config_args, train  # noqa: E402
-from configs import fewshot  # noqa: E402
+from adaring_jax import train  # noqa: E402
+from configs import fewshot, recipes  # noqa: E402
 
 # name -> (label, config argument, generalization-aware loss on?)
 VARIANTS = {
@@ -56,7 +56,7 @@ def make_config(variant: str, seed: str):
     config.unlock()
     # With the loss: the default AdaRing's weights, whatever the method's own default;
     # without: cross-entropy only (the diversity term belongs to the heterogeneous banks).
-    for key in config_args.GENERALIZATION_LOSS:
+    for key in recipes.GENERALIZATION_LOSS:
         config.loss[key] = default.loss[key] if ga else 0.0
     for kv in _SET.value:
         key, _, value = kv.partition("=")

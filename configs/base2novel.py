@@ -11,10 +11,11 @@ Arguments as in configs/fewshot.py.
 """
 
 from adaring_jax import config_args
+from configs import recipes
 
 
 def get_config(arg=None):
     arg = config_args.parse(arg, **config_args.COMMON_ARGS)
-    config = config_args.base_config("base2novel", arg)
+    config = recipes.apply(config_args.base_config("base2novel", arg), arg)
     config.lock()
     return config

@@ -11,11 +11,12 @@ Arguments as in configs/fewshot.py (dataset defaults to imagenet here).
 
 from adaring_jax import config_args
 from adaring_jax.data import presets
+from configs import recipes
 
 
 def get_config(arg=None):
     arg = config_args.parse(arg, **{**config_args.COMMON_ARGS, "dataset": "imagenet"})
-    config = config_args.base_config("cross_dataset", arg)
+    config = recipes.apply(config_args.base_config("cross_dataset", arg), arg)
     config.data.eval_datasets = tuple(d for d in presets.BENCHMARK if d != config.data.dataset)
     config.lock()
     return config

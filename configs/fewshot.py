@@ -21,10 +21,11 @@ layers and the optimizer follow it.
 """
 
 from adaring_jax import config_args
+from configs import recipes
 
 
 def get_config(arg=None):
     arg = config_args.parse(arg, **config_args.COMMON_ARGS, protocol="base2novel")
-    config = config_args.base_config(arg.protocol, arg)
+    config = recipes.apply(config_args.base_config(arg.protocol, arg), arg)
     config.lock()
     return config

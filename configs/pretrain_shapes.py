@@ -33,6 +33,7 @@ def get_config(arg=None):
     config.log_every, config.checkpoint_every = 50, 500
     if arg.smoke:
         config.model.arch = "tiny"
+        config.data.num_threads = 2
         config.optim.steps, config.optim.batch_size, config.optim.warmup_steps = 4, 16, 1
         config.eval.size, config.eval.batch_size = 128, 64
         config.log_every, config.checkpoint_every = 2, 2

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from adaring_jax import backbone, config_args, train
+from adaring_jax import backbone, train
 from adaring_jax.data import presets, prompts, tfds_source, upstream
 from adaring_jax import data
+from configs import base2novel
 from tests import coop_tree
 
 # CoOp trainers/zsclip.py CUSTOM_TEMPLATES (L13-29), by our preset names: the zero-shot row.
@@ -31,9 +32,8 @@ NAMES = ["american_bulldog", "Yorkshire_terrier", "yin_yang", "Apply_Eye_Makeup"
 
 
 def _config(method, dataset):
-    return config_args.base_config("base2novel", config_args.parse(
-        f"method={method},dataset={dataset},checkpoint=openai/clip-vit-base-patch16",
-        **config_args.COMMON_ARGS))
+    return base2novel.get_config(
+        f"method={method},dataset={dataset},checkpoint=openai/clip-vit-base-patch16")
 
 
 @pytest.mark.parametrize("dataset", sorted(COOP_TEMPLATES))

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from adaring_jax import config_args, data, validation, workdir as workdirs
+from adaring_jax import data, validation, workdir as workdirs
 from adaring_jax.data import images
 from tests import coop_tree
 from tests.test_train import ROOT, SMOKE, _env, _main
@@ -86,8 +86,9 @@ def test_bad_config_arguments(tmp_path):
     out = _job(tmp_path / "b", config="--config=configs/fewshot.py:method=lora,ranks=x",
                expect=2)
     assert "config argument ranks='x': expected a tuple" in out.stderr
-    assert config_args.base_config("fewshot", config_args.parse(
-        "smoke,shots=4", **config_args.COMMON_ARGS)).data.shots == 4  # honoured, not dropped
+    from configs import fewshot
+    assert fewshot.get_config("smoke,shots=4").data.shots == 4  # honoured, not dropped
+    assert fewshot.get_config("smoke").data.shots == 2
 
 
 def test_validation_names_the_field_for_every_numeric_mistake():
