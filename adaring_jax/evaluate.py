@@ -43,7 +43,11 @@ def make_class_features(model: clip.CLIP, spec: adapters.AdapterSpec, mesh):
 def make_accuracy(model: clip.CLIP, spec: adapters.AdapterSpec, mesh, image_size: int,
                   batch_size: int, num_threads: int = 4):
     """accuracy(frozen, adapter params or None, class features, source, indices) ->
-    (percent correct, images counted); unreadable images are not counted."""
+    (percent correct, images counted); unreadable images are not counted. The global batch is
+    `batch_size` rounded up to a multiple of the device count (padding is masked out), so
+    CoOp's 100 runs on any mesh."""
+    devices = mesh.devices.size
+    batch_size = -(-batch_size // devices) * devices
 
     @jax.jit
     def counts(frozen, adapter_params, class_feats, batch):

@@ -52,7 +52,7 @@ def _fail(error: BaseException) -> int:
     """Print `error` for the user; the exit status."""
     if _tracebacks():
         traceback.print_exception(error)
-    if isinstance(error, UserError):
+    if isinstance(error, (UserError, OSError)):  # OSError: disk full, permissions...
         print(f"error: {error}", file=sys.stderr, flush=True)
         return 2
     print(f"error: {type(error).__name__}: {error}\nThis is unexpected: rerun with --traceback "

@@ -5,6 +5,7 @@ touched (`ConfigError`, a `ValueError`)."""
 from __future__ import annotations
 
 import math
+import os
 
 import jax
 
@@ -56,9 +57,16 @@ def validate(config) -> None:
     _number("optim.batch_size", o.batch_size, 1, integer=True)
     _number("optim.steps", o.steps, 0, integer=True)
     _number("optim.warmup_steps", o.warmup_steps, 0, integer=True)
-    if o.batch_size % jax.process_count():
+    if o.batch_size % jax.device_count():
         raise ConfigError(f"config.optim.batch_size={o.batch_size} must be divisible by the "
-                          f"{jax.process_count()} processes")
+                          f"{jax.device_count()} devices of this job (each holds an equal share)")
+    _number("optim.momentum", o.momentum, 0, 1)
+    _number("seed", config.seed, 0, integer=True)
+    _number("model.init_seed", config.model.init_seed, 0, integer=True)
+    for field in ("data_dir", "split_dir"):
+        path = config.data.get(field, "")
+        if path and "://" not in path and not os.path.isdir(path):
+            raise ConfigError(f"config.data.{field}={path!r}: no such directory")
     _number("eval.batch_size", config.eval.batch_size, 1, integer=True)
     _number("log_every", config.log_every, 1, integer=True)
     _number("checkpoint_every", config.checkpoint_every, 1, integer=True)
@@ -102,9 +110,15 @@ def _validate_adaptation(config) -> None:
         _number("adapter.hidden", a.hidden, 1, integer=True)
         _number("adapter.alpha", a.alpha, 0, low_open=True)
         if config.method == "adaring":
+            if not a.ranks:
+                raise ConfigError("config.adapter.ranks is empty: give one TR rank per bank, "
+                                  "e.g. ranks=2+4+8")
             for r in a.ranks:
                 _number("adapter.ranks[...]", r, 1, integer=True)
             _number("adapter.max_mode", a.max_mode, 0, integer=True)
+            if a.max_mode == 1:
+                raise ConfigError("config.adapter.max_mode=1: modes split into factors <= 1 "
+                                  "do not exist; use 0 (no splitting) or >= 2")
     for k, v in config.loss.items():
         _number(f"loss.{k}", v, 0)
 

@@ -41,6 +41,8 @@ def _nearest_existing(path: str) -> str:
 
 def check(workdir: str, fingerprint: dict) -> None:
     """Raise WorkdirError if `workdir` cannot hold this experiment; writes nothing."""
+    if not workdir:
+        raise WorkdirError("--workdir is empty: name the run directory")
     if "://" in workdir:
         raise WorkdirError(f"workdir {workdir!r}: results and metrics are written with plain "
                            "file I/O; use a local or mounted path")

@@ -96,7 +96,9 @@ def test_validation_names_the_field_for_every_numeric_mistake():
     for field, value in (("optim.batch_size", 0), ("log_every", 0), ("checkpoint_every", 0),
                          ("max_to_keep", 0), ("data.num_threads", 0), ("data.crop_scale", 0.0),
                          ("data.min_usable", 1.5), ("adapter.alpha", 0.0), ("adapter.hidden", 0),
-                         ("optim.steps", -1)):
+                         ("optim.steps", -1), ("seed", -1), ("model.init_seed", -2),
+                         ("optim.momentum", 1.5), ("adapter.max_mode", 1), ("adapter.ranks", ()),
+                         ("data.data_dir", "/nonexistent/data")):
         config = fewshot.get_config("smoke")
         config.unlock()
         node, *rest = field.split(".")
@@ -104,8 +106,26 @@ def test_validation_names_the_field_for_every_numeric_mistake():
             setattr(config[node], rest[0], value)
         else:
             setattr(config, node, value)
-        with pytest.raises(validation.ConfigError, match=re.escape(f"config.{field}=")):
+        with pytest.raises(validation.ConfigError, match=re.escape(f"config.{field}")):
             validation.validate(config)
+
+
+def test_eval_batch_need_not_divide_the_devices(finished, tmp_path):
+    """CoOp's eval batch of 100 on 8 devices: rounded up and padded, the same accuracy."""
+    workdir = tmp_path / "run"
+    out = subprocess.run(_main(str(workdir), "--config.eval.batch_size=30"), cwd=ROOT,
+                         env=_env(devices=8), capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    a = json.loads((finished / "results.json").read_text())
+    b = json.loads((workdir / "results.json").read_text())
+    assert a["zeroshot"] == b["zeroshot"]
+    np.testing.assert_allclose(list(a["adapted"].values()), list(b["adapted"].values()),
+                               atol=1e-6)
+    # A training batch must split evenly: refused before anything is written.
+    out = subprocess.run(_main(str(tmp_path / "b"), "--config.optim.batch_size=12"), cwd=ROOT,
+                         env=_env(devices=8), capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and "must be divisible by the 8 devices" in out.stderr
+    assert not (tmp_path / "b").exists()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -132,6 +152,8 @@ def test_hf_checkpoint_directories(tmp_path):
 
 
 def test_workdir_paths_and_permissions(tmp_path, monkeypatch):
+    out = _job("", expect=2)
+    assert "--workdir is empty" in out.stderr
     afile = tmp_path / "file"
     afile.write_text("x")
     out = _job(afile, expect=2)
