@@ -77,14 +77,22 @@ def loss_fn(adapter_params, frozen, model: clip.CLIP, spec: adapters.AdapterSpec
     zero-shot class features (template ensemble). Returns (loss, metrics).
     """
     mask = jnp.ones(labels.shape, jnp.float32) if mask is None else mask
-    img, txt = adapted_features(model, frozen, adapter_params, spec, pixels, prompts)
+    layer = adapters.layer_adapters(adapter_params, spec)
+    # The frozen vision layers below the first adapted block run once; the adapted pass and
+    # the frozen reference pass (img0) branch from their output.
+    start = spec.layers[0]
+    trunk = model.apply({"params": frozen}, pixels, start, method=clip.CLIP.image_hidden)
+    img = model.apply({"params": frozen}, trunk, start, layer["vision"],
+                      method=clip.CLIP.image_from_hidden)
+    txt = encode_prompts(model, frozen, prompts, layer["text"])
     scale = frozen["logit_scale"]
     logits = clip.scaled_cosine(img, txt, scale)
     terms = {"ce": losses.cross_entropy(logits, labels, mask)}
     if weights.get("text_l1", 0.0):
         terms["text_l1"] = losses.feature_l1(txt, text_reference)
     if weights.get("image_l1", 0.0) or weights.get("kl", 0.0):
-        img0 = jax.lax.stop_gradient(clip.encode_image(model, frozen, pixels))
+        img0 = jax.lax.stop_gradient(model.apply({"params": frozen}, trunk, start,
+                                                 method=clip.CLIP.image_from_hidden))
         if weights.get("image_l1", 0.0):
             terms["image_l1"] = losses.feature_l1(img, img0, mask)
         if weights.get("kl", 0.0):

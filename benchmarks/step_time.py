@@ -1,7 +1,7 @@
 r"""Time the compiled train step of an experiment config with random weights (no download).
 
     python benchmarks/step_time.py --config=configs/fewshot.py:arch=vit_b16 \
-        --batch=8 --classes=100 [--repeats=5] [--prompts=both]
+        --batch=8 --classes=100 [--repeats=5] [--prompts=both] [--methods=adaring,mma]
 
 Reports compile time, median step time over `repeats` (warm-up excluded), images/s and peak
 memory (XLA's memory analysis of the compiled step; on GPU/TPU also the device's peak). With
@@ -13,7 +13,9 @@ frozen text layers below the first adapted one (DESIGN.md section 6). The defaul
 
 from __future__ import annotations
 
+import os
 import statistics
+import sys
 import time
 
 import jax
@@ -22,8 +24,9 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from adaring_jax import adapters, objective, sharding, train
-from adaring_jax.models import clip
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from adaring_jax import adapters, backbone, objective, sharding, train  # noqa: E402
+from adaring_jax.models import clip  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/fewshot.py:arch=vit_b16",
                                           "Experiment config.", lock_config=False)
@@ -32,6 +35,9 @@ _CLASSES = flags.DEFINE_integer("classes", 100, "Number of class prompts.")
 _PROMPT_TOKENS = flags.DEFINE_integer("prompt_tokens", 10, "Tokens per class prompt incl. "
                                       "start/end (CoOp-style prompts are ~8-16).")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed steps (after 2 warm-up steps).")
+_METHODS = flags.DEFINE_list("methods", [], "Time these methods' steps alternately instead "
+                              "(each from configs/fewshot.py:arch=ARCH,method=M) and print the "
+                              "ratios to the first.")
 _PROMPTS = flags.DEFINE_enum("prompts", "cached", ["cached", "full", "both"],
                              "cached: cut + cache frozen text layers; full: 77 tokens, all "
                              "layers every step; both: time both and print the ratio.")
@@ -47,9 +53,10 @@ def _prompt_ids(model: clip.CLIP, classes: int, tokens: int, rng) -> np.ndarray:
     return ids
 
 
-def time_step(config, batch: int, classes: int, tokens: int, repeats: int, cached: bool):
+def prepare(config, batch: int, classes: int, tokens: int, cached: bool) -> dict:
+    """The compiled train step of `config` with random weights, its arguments and facts."""
     mesh = sharding.make_mesh()
-    model = clip.preset(config.model.arch, dtype=train.compute_dtype(config.model.dtype))
+    model = clip.preset(config.model.arch, dtype=backbone.compute_dtype(config.model.dtype))
     frozen = clip.init_params(model, jax.random.key(0, impl="unsafe_rbg"))
     frozen = jax.device_put(frozen, sharding.backbone_shardings(frozen, mesh, config.model.fsdp))
     spec = adapters.spec_from_config(config, model.config)
@@ -75,29 +82,62 @@ def time_step(config, batch: int, classes: int, tokens: int, repeats: int, cache
         "label": rng.integers(0, classes, batch).astype(np.int32),
         "mask": np.ones(batch, np.float32)}, mesh)
     step = train.make_train_step(model, spec, config.loss.to_dict(), opt, schedule, mesh)
-
     start = time.perf_counter()
     compiled = step.lower(state, frozen, batch_arrays, prompts, text_ref).compile()
     compile_s = time.perf_counter() - start
     mem = compiled.memory_analysis()
     peak = None if mem is None else (mem.temp_size_in_bytes + mem.argument_size_in_bytes
                                      + mem.output_size_in_bytes - mem.alias_size_in_bytes)
-    times = []
-    for i in range(2 + repeats):
-        start = time.perf_counter()
-        state, metrics = compiled(state, frozen, batch_arrays, prompts, text_ref)
-        jax.block_until_ready(metrics)
-        if i >= 2:
-            times.append(time.perf_counter() - start)
+    return {"compiled": compiled, "state": state, "args": (frozen, batch_arrays, prompts, text_ref),
+            "compile_s": compile_s, "xla_peak_gib": None if peak is None else peak / 2 ** 30,
+            "prompt_tokens": int(padded.shape[1]), "trainable": adapters.count(spec),
+            "batch": batch}
+
+
+def run_once(p: dict) -> float:
+    """Seconds of one step of a prepared step (its state carried over)."""
+    start = time.perf_counter()
+    p["state"], metrics = p["compiled"](p["state"], *p["args"])
+    jax.block_until_ready(metrics)
+    return time.perf_counter() - start
+
+
+def time_alternately(prepared: dict, repeats: int) -> dict:
+    """{name: median step seconds}: 2 warm-up steps each, then `repeats` rounds in which every
+    prepared step runs once, so all see the same machine state."""
+    for p in prepared.values():
+        run_once(p), run_once(p)
+    times = {name: [] for name in prepared}
+    for _ in range(repeats):
+        for name, p in prepared.items():
+            times[name].append(run_once(p))
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def time_step(config, batch: int, classes: int, tokens: int, repeats: int, cached: bool):
+    p = prepare(config, batch, classes, tokens, cached)
+    median = time_alternately({"step": p}, repeats)["step"]
     device_peak = None
     stats = jax.devices()[0].memory_stats() if hasattr(jax.devices()[0], "memory_stats") else None
     if stats and "peak_bytes_in_use" in stats:
         device_peak = stats["peak_bytes_in_use"]
-    median = statistics.median(times)
-    return {"compile_s": compile_s, "step_s": median, "images_per_s": batch / median,
-            "xla_peak_gib": None if peak is None else peak / 2 ** 30,
+    return {"compile_s": p["compile_s"], "step_s": median, "images_per_s": batch / median,
+            "xla_peak_gib": p["xla_peak_gib"],
             "device_peak_gib": None if device_peak is None else device_peak / 2 ** 30,
-            "prompt_tokens": int(padded.shape[1]), "trainable": adapters.count(spec)}
+            "prompt_tokens": p["prompt_tokens"], "trainable": p["trainable"]}
+
+
+def compare_methods(config, methods, batch, classes, tokens, repeats) -> dict:
+    """Each method's step from configs/fewshot.py:arch=ARCH,method=M (its recipe; the adapted
+    blocks of `config`; cached prompts), timed alternately in this process."""
+    from configs import fewshot
+    prepared = {}
+    for m in methods:
+        c = fewshot.get_config(f"arch={config.model.arch},method={m}")
+        c.unlock()
+        c.adapter.start, c.adapter.end = config.adapter.start, config.adapter.end
+        prepared[m] = prepare(c, batch, classes, tokens, cached=True)
+    return time_alternately(prepared, repeats)
 
 
 def main(argv):
@@ -108,7 +148,15 @@ def main(argv):
                              "config argument, e.g. configs/fewshot.py:arch=vit_b16")
     print(f"device: {jax.devices()[0].device_kind} x{jax.device_count()}, "
           f"method={config.method}, arch={config.model.arch}, batch={_BATCH.value}, "
-          f"classes={_CLASSES.value}, dtype={train.compute_dtype(config.model.dtype)}")
+          f"classes={_CLASSES.value}, dtype={backbone.compute_dtype(config.model.dtype)}")
+    if _METHODS.value:
+        medians = compare_methods(config, _METHODS.value, _BATCH.value,
+                                  _CLASSES.value, _PROMPT_TOKENS.value, _REPEATS.value)
+        first = _METHODS.value[0]
+        for m, t in medians.items():
+            print(f"{m:>9}: step {t * 1000:.1f} ms (median of {_REPEATS.value}, alternating), "
+                  f"{t / medians[first]:.3f}x the {first} step")
+        return
     modes = {"cached": [True], "full": [False], "both": [True, False]}[_PROMPTS.value]
     results = {}
     for cached in modes:

@@ -247,3 +247,39 @@ def test_params_command_prints_table_and_total_last():
                          text=True, check=True).stdout.strip().splitlines()
     assert out[-1] == "trainable parameters: 674560"
     assert any(line.startswith("vision/down/kernel") and "(8, 768, 32)" in line for line in out)
+
+
+@pytest.mark.parametrize("method", ["mma", "adaring"])
+def test_shared_vision_trunk_gives_the_loss_and_gradients_of_two_full_passes(tiny, method):
+    """loss_fn runs the frozen vision layers below the first adapted block once and branches
+    into the adapted and the frozen reference pass; the same loss from two full passes."""
+    from adaring_jax import losses
+    model, params, pixels, ids = tiny
+    spec = _spec(method, **({"ranks": (2, 4), "max_mode": 4} if method == "adaring" else {}))
+    a = _randomize(adapters.init(spec, 1), 3, std=0.5)
+    labels, mask = jnp.array([0, 1, 2, 0]), jnp.array([1.0, 1.0, 1.0, 0.0])
+    text_ref = clip.normalize(clip.encode_text(model, params, ids))
+    weights = {"text_l1": 0.3, "image_l1": 0.2, "kl": 0.5, "diversity": 0.1}
+
+    def reference(ap, p):
+        img, txt = objective.adapted_features(model, p, ap, spec, pixels, ids)
+        img0 = clip.encode_image(model, p, pixels)
+        scale = p["logit_scale"]
+        logits = clip.scaled_cosine(img, txt, scale)
+        terms = {"ce": losses.cross_entropy(logits, labels, mask),
+                 "text_l1": losses.feature_l1(txt, text_ref),
+                 "image_l1": losses.feature_l1(img, img0, mask),
+                 "kl": losses.kl_to_reference(logits, clip.scaled_cosine(img0, text_ref, scale),
+                                              mask),
+                 "diversity": adapters.diversity(ap, spec)}
+        return losses.generalization_aware(terms, weights)[0]
+
+    shared = lambda ap, p: objective.loss_fn(ap, p, model, spec, weights, pixels, labels,  # noqa
+                                             ids, text_ref, mask)[0]
+    got, got_grad = jax.jit(jax.value_and_grad(shared))(a, params)
+    want, want_grad = jax.jit(jax.value_and_grad(reference))(a, params)
+    np.testing.assert_allclose(float(got), float(want), rtol=1e-6)
+    for g, w in zip(jax.tree.leaves(got_grad), jax.tree.leaves(want_grad)):
+        w = np.asarray(w)  # float32 rounding, relative to each gradient's scale
+        np.testing.assert_allclose(np.asarray(g), w, rtol=1e-4,
+                                   atol=1e-6 * max(1.0, float(np.abs(w).max())))
