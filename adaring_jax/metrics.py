@@ -38,12 +38,20 @@ class MetricWriter:
             self._jsonl = open(self.path, "a")
 
     def truncate_after(self, step: int) -> None:
-        """Drop records after `step` (a resumed run writes those steps again)."""
+        """Drop records after `step` (a resumed run writes those steps again), and a line cut
+        short by a kill."""
         if not self.enabled or not os.path.getsize(self.path):
             return
         self._jsonl.close()
+
+        def kept(line: str) -> bool:
+            try:
+                return json.loads(line)["step"] <= step
+            except (ValueError, KeyError, TypeError):
+                return False
+
         with open(self.path) as f:
-            keep = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
+            keep = [line if line.endswith("\n") else line + "\n" for line in f if kept(line)]
         tmp = self.path + ".tmp"
         with open(tmp, "w") as f:
             f.writelines(keep)

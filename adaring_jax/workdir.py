@@ -10,6 +10,7 @@ zero-shot included, is fingerprinted, so no run overwrites another experiment's 
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -17,6 +18,7 @@ import socket
 import time
 
 import jax
+from absl import logging
 
 from adaring_jax import checkpoint
 from adaring_jax.errors import UserError
@@ -95,7 +97,12 @@ class Lock:
         f = open(self.path, "a+")
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except OSError as e:
+            if e.errno not in (errno.EAGAIN, errno.EACCES):  # e.g. a filesystem without locks
+                logging.warning("cannot lock %s (%s): two runs on this workdir would not be "
+                                "stopped", self.path, e)
+                self._file = f
+                return
             f.seek(0)
             holder = f.read().strip() or "another process"
             f.close()

@@ -311,3 +311,14 @@ def test_data_error_is_a_user_error():
     assert issubclass(data.DataError, ValueError)
     from adaring_jax.errors import UserError
     assert issubclass(data.DataError, UserError)
+
+
+def test_resume_drops_a_metrics_line_cut_short_by_a_kill(tmp_path):
+    from adaring_jax import metrics
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 2, "loss": 1.0}\n{"step": 4, "loss": 0.9}\n{"step": 6, "lo')
+    writer = metrics.MetricWriter(str(tmp_path))
+    writer.truncate_after(4)
+    writer.write(6, {"loss": 0.8})
+    writer.close()
+    assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [2, 4, 6]
