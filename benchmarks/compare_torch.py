@@ -12,8 +12,8 @@ both towers, every class prompt through the whole text tower at 77 tokens each s
 cross-entropy on scaled cosine logits, SGD with momentum over the adapters only. A second
 reference cuts the prompts to 16 tokens. Ours: `benchmarks/step_time.prepare` for `adaring`
 (ranks 2+4+8, generalization-aware loss) and `mma`, cut + cached prompts. Also printed: our
-steps' FLOPs (XLA's cost analysis of the compiled step), the ceiling of a large f32 matmul
-here, MFU, and the cost of materializing AdaRing's rings (jitted alone) as a share of its step.
+steps' matmul FLOPs (counted from the architecture: `analytic_flops`), the ceiling of a large
+f32 matmul here, MFU, and the cost of materializing AdaRing's rings (jitted alone) as a share of its step.
 """
 
 from __future__ import annotations
@@ -22,6 +22,10 @@ import os
 import statistics
 import sys
 import time
+
+# torch's OpenMP threads spin after each op by default, taking the cores from XLA's threads
+# when the two alternate in one process; passive waiting makes the alternation fair.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import jax
 import jax.numpy as jnp
@@ -36,9 +40,8 @@ from adaring_jax.models import clip  # noqa: E402
 from configs import fewshot  # noqa: E402
 
 _ARCH = flags.DEFINE_string("arch", "vit_b16", "CLIP preset (random weights)")
-_BATCH = flags.DEFINE_integer("batch", 8, "images per step")
-_CLASSES = flags.DEFINE_integer("classes", 100, "class prompts")
-_REPEATS = flags.DEFINE_integer("repeats", 3, "timed rounds (after 2 warm-up steps each)")
+# --batch, --classes and --repeats are step_time.py's flags.
+_BATCH, _CLASSES, _REPEATS = step_time._BATCH, step_time._CLASSES, step_time._REPEATS
 _START, _END = 5, 12  # MMA's adapted blocks (1-based)
 
 
@@ -138,11 +141,26 @@ def matmul_ceiling(n: int = 2048, repeats: int = 5) -> float:
     return 2 * n ** 3 / statistics.median(times)
 
 
-def step_flops(prepared: dict) -> float | None:
-    """FLOPs of one compiled step, from XLA's cost analysis (None where unavailable)."""
-    cost = prepared["compiled"].cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    return None if not cost or "flops" not in cost else float(cost["flops"])
+def layer_flops(tokens: int, width: int, mlp: int) -> float:
+    """Forward matmul FLOPs of one transformer block on one sequence: q/k/v/out projections,
+    attention scores and weighted sum, the MLP (2 FLOPs per multiply-add)."""
+    return 2 * tokens * (4 * width * width + 2 * width * mlp) + 4 * tokens * tokens * width
+
+
+def analytic_flops(arch: str, batch: int, classes: int, tokens: int, first: int,
+                   text_cached: bool, reference_pass: bool) -> float:
+    """Matmul FLOPs of one adapter training step. Frozen weights need no weight gradients, so
+    the backward of a block costs one forward (activation gradients), and only blocks from the
+    first adapted one (0-based `first`) up are differentiated; adapters are negligible."""
+    c = clip.preset(arch).config
+    v, t = c.vision, c.text
+    patches = (v.image_size // v.patch_size) ** 2 + 1
+    img = layer_flops(patches, v.width, v.mlp_dim) * batch
+    txt = layer_flops(tokens, t.width, t.mlp_dim) * classes
+    above = v.layers - first
+    vision = img * (v.layers + above + (above if reference_pass else 0))
+    text = txt * ((0 if text_cached else first) + 2 * (t.layers - first))
+    return vision + text
 
 
 def ring_materialization_seconds(config, repeats: int = 20) -> float:
@@ -185,14 +203,21 @@ def main(argv):
     print(f"device: {jax.devices()[0].device_kind}, {arch}, batch {batch}, {classes} classes, "
           f"median of {_REPEATS.value} alternating rounds; f32 matmul ceiling "
           f"{ceiling / 1e9:.0f} GFLOP/s")
-    print("| step | median s | reference (77 tok) / step | GFLOP | MFU |")
+    first = _START - 1
+    flops = {"PyTorch MMA (77 tokens)": analytic_flops(arch, batch, classes, 77, first, False,
+                                                       False),
+             "PyTorch MMA (16 tokens)": analytic_flops(arch, batch, classes, 16, first, False,
+                                                       False),
+             "adaring": analytic_flops(arch, batch, classes, ours["adaring"]["prompt_tokens"],
+                                       first, True, True),
+             "mma": analytic_flops(arch, batch, classes, ours["mma"]["prompt_tokens"], first,
+                                   True, False)}
+    print("| step | median s | reference (77 tok) / step | GFLOP (analytic) | MFU |")
     print("|---|---|---|---|---|")
     for name, t in med.items():
-        flops = step_flops(ours[name]) if name in ours else None
-        gf = "-" if flops is None else f"{flops / 1e9:.0f}"
-        mfu = "-" if flops is None else f"{flops / t / ceiling:.0%}"
         label = f"ours, `{name}` (cut + cached prompts)" if name in ours else name
-        print(f"| {label} | {t:.2f} | {ref77 / t:.2f}x | {gf} | {mfu} |")
+        print(f"| {label} | {t:.2f} | {ref77 / t:.2f}x | {flops[name] / 1e9:.0f} | "
+              f"{flops[name] / t / ceiling:.0%} |")
     print(f"AdaRing / MMA step: {med['adaring'] / med['mma']:.3f}; ring materialization "
           f"{rings * 1000:.2f} ms = {rings / med['adaring']:.2%} of the AdaRing step")
 

@@ -1,0 +1,31 @@
+"""The benchmarks keep running: step_time.py on a tiny config, and compare_torch.py's FLOP count
+(its PyTorch reference needs torch, which the tests never install)."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+
+
+def test_step_time_times_methods_alternately():
+    out = subprocess.run(
+        [sys.executable, "benchmarks/step_time.py", "--config=configs/fewshot.py:arch=tiny,smoke",
+         "--batch=8", "--classes=16", "--repeats=1", "--methods=adaring,mma"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "adaring: step" in out.stdout and "x the adaring step" in out.stdout
+
+
+def test_analytic_flops_of_a_vit_b16_forward():
+    import compare_torch
+    # ~35 GFLOP per image for the ViT-B/16 vision tower's forward (12 blocks, 197 tokens).
+    per_image = 12 * compare_torch.layer_flops(197, 768, 3072)
+    assert per_image == pytest.approx(34.9e9, rel=1e-3)
+    # MMA's step: all 12 vision blocks forward, backward from block 5 (one forward each).
+    step = compare_torch.analytic_flops("vit_b16", 1, 0, 77, 4, False, False)
+    assert step == pytest.approx(per_image * 20 / 12, rel=1e-9)
