@@ -30,9 +30,11 @@ def load(config, words: list[str]):
     """(model, frozen params, tokenizer) for `config.model`; `words` are the task's words (the
     vocabulary of random-weight models)."""
     dtype = compute_dtype(config.model.dtype)
+    remat = bool(config.model.get("remat", False))
     if config.model.checkpoint:
         directory = convert.resolve(config.model.checkpoint)
         model, params = convert.load_pretrained(directory, dtype=dtype)
+        model = clip.CLIP(dataclasses.replace(model.config, remat=remat))
         return model, params, tokenizer.load_tokenizer(directory, model.config.text)
     vocab_dir = tempfile.mkdtemp(prefix="adaring-vocab-")
     atexit.register(shutil.rmtree, vocab_dir, True)
@@ -40,7 +42,7 @@ def load(config, words: list[str]):
     base = clip.preset(config.model.arch, dtype=dtype)
     text = dataclasses.replace(base.config.text, vocab_size=vocab, eos_token_id=vocab - 1,
                                bos_token_id=vocab - 2, pad_token_id=vocab - 1)
-    model = clip.CLIP(dataclasses.replace(base.config, text=text))
+    model = clip.CLIP(dataclasses.replace(base.config, text=text, remat=remat))
     # unsafe_rbg: the same weights on every run, and 2-3x less compile time than threefry.
     params = clip.init_params(model, jax.random.key(config.model.init_seed, impl="unsafe_rbg"))
     return model, params, tokenizer.load_tokenizer(vocab_dir, model.config.text)

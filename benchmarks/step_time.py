@@ -56,7 +56,8 @@ def _prompt_ids(model: clip.CLIP, classes: int, tokens: int, rng) -> np.ndarray:
 def prepare(config, batch: int, classes: int, tokens: int, cached: bool) -> dict:
     """The compiled train step of `config` with random weights, its arguments and facts."""
     mesh = sharding.make_mesh()
-    model = clip.preset(config.model.arch, dtype=backbone.compute_dtype(config.model.dtype))
+    model = clip.preset(config.model.arch, dtype=backbone.compute_dtype(config.model.dtype),
+                        remat=config.model.remat)
     frozen = clip.init_params(model, jax.random.key(0, impl="unsafe_rbg"))
     frozen = jax.device_put(frozen, sharding.backbone_shardings(frozen, mesh, config.model.fsdp))
     spec = adapters.spec_from_config(config, model.config)

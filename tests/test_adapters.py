@@ -283,3 +283,26 @@ def test_shared_vision_trunk_gives_the_loss_and_gradients_of_two_full_passes(tin
         w = np.asarray(w)  # float32 rounding, relative to each gradient's scale
         np.testing.assert_allclose(np.asarray(g), w, rtol=1e-4,
                                    atol=1e-6 * max(1.0, float(np.abs(w).max())))
+
+
+def test_remat_changes_memory_not_numbers(tiny):
+    """model.remat recomputes block activations in the backward pass: same loss, same grads."""
+    model, params, pixels, ids = tiny
+    remat = clip.CLIP(dataclasses.replace(model.config, remat=True))
+    spec = _spec("adaring", ranks=(2, 4), max_mode=4)
+    a = _randomize(adapters.init(spec, 1), 5, std=0.5)
+    labels = jnp.array([0, 1, 2, 0])
+    text_ref = clip.normalize(clip.encode_text(model, params, ids))
+    weights = {"text_l1": 0.3, "image_l1": 0.2, "kl": 0.5}
+
+    def grads(m):
+        f = lambda ap, p: objective.loss_fn(ap, p, m, spec, weights, pixels, labels, ids,  # noqa
+                                            text_ref)[0]
+        return jax.jit(jax.value_and_grad(f))(a, params)
+
+    (l0, g0), (l1, g1) = grads(model), grads(remat)
+    np.testing.assert_allclose(float(l1), float(l0), rtol=1e-6)
+    for x, y in zip(jax.tree.leaves(g1), jax.tree.leaves(g0)):
+        y = np.asarray(y)
+        np.testing.assert_allclose(np.asarray(x), y, rtol=1e-5,
+                                   atol=1e-6 * max(1.0, float(np.abs(y).max())))

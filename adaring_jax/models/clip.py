@@ -165,6 +165,7 @@ class Encoder(nn.Module):
     cfg: VisionConfig | TextConfig
     causal: bool
     dtype: Any = jnp.float32
+    remat: bool = False  # recompute block activations in the backward pass
 
     @nn.compact
     def __call__(self, x: Array, adapters: LayerAdapters | None = None, start: int = 0,
@@ -179,9 +180,13 @@ class Encoder(nn.Module):
         sliced = jax.tree.map(lambda p: p[start:stop], stacked)
         per_layer = None if adapters is None else _spread(adapters, start, stop)
 
+        apply = lambda p, h, a: block.apply({"params": p}, h, a)  # noqa: E731
+        if self.remat:
+            apply = jax.checkpoint(apply)
+
         def body(h, xs):
             p, a = xs
-            return block.apply({"params": p}, h, a), None
+            return apply(p, h, a), None
 
         # One scan over the whole range, adapted or not: in layers without an adapter the
         # branch has zero weights and zero scale. Splitting the range into separate scans
@@ -230,12 +235,13 @@ class VisionTower(nn.Module):
     """ViT: embeddings, pre-LN, residual blocks, post-LN on the class token."""
     cfg: VisionConfig
     dtype: Any = jnp.float32
+    remat: bool = False
 
     def setup(self):
         c = self.cfg
         self.embeddings = VisionEmbeddings(c, self.dtype)
         self.pre_layrnorm = nn.LayerNorm(epsilon=c.layer_norm_eps, dtype=self.dtype)
-        self.encoder = Encoder(c, causal=False, dtype=self.dtype)
+        self.encoder = Encoder(c, causal=False, dtype=self.dtype, remat=self.remat)
         self.post_layernorm = nn.LayerNorm(epsilon=c.layer_norm_eps, dtype=self.dtype)
 
     def embed(self, pixels: Array) -> Array:
@@ -283,11 +289,12 @@ class TextTower(nn.Module):
     """Causal text transformer: embeddings, blocks, final LN, end-of-text pooling."""
     cfg: TextConfig
     dtype: Any = jnp.float32
+    remat: bool = False
 
     def setup(self):
         c = self.cfg
         self.embeddings = TextEmbeddings(c, self.dtype)
-        self.encoder = Encoder(c, causal=True, dtype=self.dtype)
+        self.encoder = Encoder(c, causal=True, dtype=self.dtype, remat=self.remat)
         self.final_layer_norm = nn.LayerNorm(epsilon=c.layer_norm_eps, dtype=self.dtype)
 
     def embed(self, input_ids: Array) -> Array:
@@ -310,8 +317,8 @@ class CLIP(nn.Module):
     def setup(self):
         c = self.config
         dtype = jnp.dtype(c.dtype)
-        self.vision_model = VisionTower(c.vision, dtype)
-        self.text_model = TextTower(c.text, dtype)
+        self.vision_model = VisionTower(c.vision, dtype, c.remat)
+        self.text_model = TextTower(c.text, dtype, c.remat)
         self.visual_projection = nn.Dense(c.projection_dim, use_bias=False, dtype=dtype,
                                           kernel_init=_normal(c.vision.width ** -0.5))
         self.text_projection = nn.Dense(c.projection_dim, use_bias=False, dtype=dtype,

@@ -65,6 +65,9 @@ class CLIPConfig:
     projection_dim: int
     logit_scale_init: float = 2.6592  # log(1 / 0.07)
     dtype: str = "float32"  # compute dtype; parameters stay float32
+    # Recompute each block's activations in the backward pass instead of storing them: less
+    # memory for the large towers (L/14-336) at the cost of one more forward of the blocks.
+    remat: bool = False
 
     def __post_init__(self):
         for name, tower in (("vision", self.vision), ("text", self.text)):
