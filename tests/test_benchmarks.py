@@ -33,3 +33,13 @@ print("ok")
                          capture_output=True, text=True, timeout=120,
                          env=dict(os.environ, JAX_PLATFORMS="cpu"))
     assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-2000:]
+
+
+def test_pipeline_speed_runs_on_a_generated_folder(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "benchmarks/pipeline_speed.py", "--images=48", "--threads=1,2",
+         "--batch=16", f"--root={tmp_path}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "1 threads:" in out.stdout and "2 threads:" in out.stdout
