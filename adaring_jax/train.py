@@ -24,10 +24,8 @@ from adaring_jax import (adapters, backbone, checkpoint, data, evaluate, loop, m
                          objective, sharding, task as tasks, validation, workdir as workdirs,
                          zeroshot)
 from adaring_jax.data import presets
+from adaring_jax.errors import ConfigError
 from adaring_jax.models import convert
-
-validate = validation.validate
-
 
 def fingerprint(config) -> dict:
     """What makes two runs the same experiment (a workdir holds exactly one)."""
@@ -101,9 +99,9 @@ def make_train_step(model, spec, weights, opt, schedule, mesh):
 
 def train_and_evaluate(config, workdir: str) -> dict:
     """Run the experiment `config` in `workdir`; returns the results (also written there)."""
-    validate(config)
+    validation.validate(config)
     if config.get("job", "adapt") != "adapt":
-        raise validation.ConfigError(f"config.job={config.job!r}: not an adaptation config "
+        raise ConfigError(f"config.job={config.job!r}: not an adaptation config "
                                      "(python -m adaring_jax.main runs every job)")
     arch = convert.architecture(config.model.arch, config.model.checkpoint)  # reads config.json
     validation.check_depth(config, arch)

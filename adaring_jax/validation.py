@@ -10,7 +10,7 @@ import os
 import jax
 
 from adaring_jax import adapters, config_args, data
-from adaring_jax.errors import ConfigError  # noqa: F401 - re-exported for the jobs
+from adaring_jax.errors import ConfigError
 from adaring_jax.models import clip
 
 JOBS = ("adapt", "pretrain")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from adaring_jax import backbone, train
+from adaring_jax import backbone, train, validation
 from adaring_jax.data import presets, prompts, tfds_source, upstream
 from adaring_jax import data
 from configs import base2novel
@@ -56,7 +56,7 @@ def test_prompt_style_is_a_checked_config_field():
     c.data.prompt = "clip"
     with pytest.raises(ValueError, match="config.data.prompt='clip' is not valid; choose from: "
                                          "mma, coop"):
-        train.validate(c)
+        validation.validate(c)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import sys
 import ml_collections
 import pytest
 
-from adaring_jax import config_args, params as params_report, pretrain, sharding, train
+from adaring_jax import config_args, params as params_report, pretrain, sharding, validation
 from adaring_jax.data import shapes
 from adaring_jax.models import clip, convert, tokenizer
 from configs import fewshot
@@ -49,11 +49,11 @@ def test_checkpoint_swapped_after_building_is_refused():
     config.unlock()
     config.model.checkpoint = "openai/clip-vit-base-patch16"
     with pytest.raises(ValueError, match="pass the checkpoint as a config argument"):
-        train.validate(config)
+        validation.validate(config)
     real = fewshot.get_config("checkpoint=openai/clip-vit-base-patch16")
     assert (real.recipe, real.adapter.start, real.adapter.end) == ("mma", 5, 12)
     assert real.optim.name == "sgd" and real.adapter.ranks == (2, 4, 8)
-    train.validate(real)
+    validation.validate(real)
     # The configs' name for the shipped checkpoint is one the loader resolves.
     assert config_args.EMBEDDED in convert.EMBEDDED
 

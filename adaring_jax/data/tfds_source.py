@@ -169,10 +169,6 @@ def _stem(part: str) -> str:
     return os.path.splitext(part)[0].lower()
 
 
-def _parts(path: str) -> list[str]:
-    return [p for p in path.replace("\\", "/").split("/") if p]
-
-
 def _norm(name: str) -> str:
     return name.lower().replace("_", " ").replace("-", " ").strip()
 
@@ -185,16 +181,16 @@ def match_records(rows, records) -> np.ndarray:
     ('cars_train/...') and then by the class folder a path names ('accordion/image_0001.jpg')."""
     by_stem: dict[str, list[int]] = {}
     for j, (_, name, _) in enumerate(records):
-        parts = _parts(name)
+        parts = upstream.path_parts(name)
         if parts:
             by_stem.setdefault(_stem(parts[-1]), []).append(j)
     out = np.full(len(rows), -1, np.int64)
     for i, (rel, _, _) in enumerate(rows):
-        parts = _parts(rel)
+        parts = upstream.path_parts(rel)
         stems = [_stem(p) for p in parts]
 
         def same_file(j):
-            name = [_stem(p) for p in _parts(records[j][1])]
+            name = [_stem(p) for p in upstream.path_parts(records[j][1])]
             return name == stems[-len(name):]
 
         def same_split(j):  # "cars_train/00001.jpg" names the TFDS train split

@@ -105,7 +105,8 @@ def load_pickle(path: str, keys: tuple[str, ...]) -> dict[str, list[Datum]]:
     return table
 
 
-def _parts(path: str) -> tuple[str, ...]:
+def path_parts(path: str) -> tuple[str, ...]:
+    """A path's components, "/" or "\\" separated, without empty or "." parts."""
     return tuple(p for p in path.replace("\\", "/").split("/") if p and p != ".")
 
 
@@ -115,12 +116,12 @@ def match_paths(impaths, paths, where: str) -> np.ndarray:
     machine that wrote them). Every impath must match exactly one path."""
     by_depth: dict[int, dict[tuple[str, ...], int]] = {}
     for i, p in enumerate(paths):
-        parts = _parts(p)
+        parts = path_parts(p)
         by_depth.setdefault(len(parts), {}).setdefault(parts, i)
     out = np.empty(len(impaths), np.int64)
     missing = []
     for j, impath in enumerate(impaths):
-        parts = _parts(impath)
+        parts = path_parts(impath)
         hits = {table[parts[-d:]] for d, table in by_depth.items()
                 if d <= len(parts) and parts[-d:] in table}
         if len(hits) != 1:
