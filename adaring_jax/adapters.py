@@ -278,32 +278,37 @@ def diversity(params: Params, spec: AdapterSpec, num_probes: int = 64) -> jax.Ar
 
 
 def from_dense(mma_params: Params, spec: AdapterSpec, rel_eps: float | None = 1e-2,
-               max_rank: int | None = None) -> tuple[Params, dict[str, float]]:
+               max_rank: int | None = None) -> tuple[Params, dict[str, float],
+                                                      dict[str, tuple[int, ...]]]:
     """A trained `mma` bank -> single-bank `adaring` params by TR-SVD of each kernel family.
 
-    Each (N, I, O) stack is tensorized with `spec`'s modes and decomposed to `rel_eps` (and/or
-    capped at `max_rank`); ranks come out of the data, so the returned cores may have unequal
-    ranks (the materialization reads ranks from core shapes). Biases are copied. Returns the
-    params and the relative Frobenius error per family ('vision/down', ..., 'shared').
+    Each (N, I, O) stack is tensorized with `spec`'s modes and decomposed to `rel_eps` and/or
+    capped at `max_rank`. Without a cap the ranks come out of the data and may be unequal (the
+    materialization reads ranks from core shapes); with one, every bond is zero-padded to
+    `max_rank` (`tr.tr_pad`, exact), so the params have the shapes of `spec` with ranks
+    (max_rank,) and load, train and checkpoint like any adaring run. Biases are copied.
+    Returns the params, the relative Frobenius error per family ('vision/down', ...,
+    'shared') and the ranks TR-SVD found per family (before padding).
     """
     fams = spec.families()
     bank: Params = {}
-    errors = {}
+    errors, found = {}, {}
     for (owner, fam), (i, o) in fams.items():
         node = mma_params[fam] if owner == "shared" else mma_params[owner][fam]
         w = jnp.asarray(node["kernel"])
         modes = (spec.num_layers, *spec.modes(i), *spec.modes(o))
         ranks = None if max_rank is None else (max_rank,) * len(modes)
         cores = tr.tr_svd(w.reshape(modes), rel_eps=rel_eps, ranks=ranks)
-        errors[fam if owner == "shared" else f"{owner}/{fam}"] = tr.relative_error(
-            cores, w.reshape(modes))
-        entry = {"cores": [jnp.asarray(c) for c in cores]}
+        name = fam if owner == "shared" else f"{owner}/{fam}"
+        errors[name] = tr.relative_error(cores, w.reshape(modes))
+        found[name] = tr.tr_ranks(cores)
+        entry = {"cores": tr.tr_pad(cores, ranks) if ranks else [jnp.asarray(c) for c in cores]}
         if fam != "up":
             entry["bias"] = jnp.asarray(node["bias"])
         (bank.setdefault(owner, {}) if owner != "shared" else bank)[fam] = entry
     params = {"bank_0": bank,
               "up_bias": {t: jnp.asarray(mma_params[t]["up"]["bias"]) for t in TOWERS}}
-    return params, errors
+    return params, errors, found
 
 
 def spec_from_config(config, model_config: clip.CLIPConfig) -> AdapterSpec:

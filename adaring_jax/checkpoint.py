@@ -157,6 +157,26 @@ class Checkpointer:
                 f"afresh, move {self.directory} away; to resume from an earlier step "
                 f"({[s for s in steps if s < step] or 'none'}), delete {where}.") from e
 
+    def restore_as_saved(self, step: int | None = None) -> Any:
+        """Step `step` (default: latest) in the structure it was saved with (optax states as
+        dicts and lists), on one device: for reading a finished run, which has no template."""
+        self._mgr.wait_until_finished()
+        steps = self.all_steps()
+        step = steps[-1] if step is None and steps else step
+        if step not in steps:
+            raise CheckpointError(f"no checkpoint in {self.directory} (steps present: {steps}); "
+                                  "the run was never saved, or its checkpoints were deleted")
+        try:
+            meta = self._mgr.item_metadata(step)
+        except Exception as e:  # noqa: BLE001
+            raise CheckpointError(f"cannot read checkpoint step {step} in {self.directory}: "
+                                  f"{type(e).__name__}: {e}") from e
+        device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+        abstract = jax.tree.map(
+            lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype, sharding=device),
+            getattr(meta, "tree", meta), is_leaf=lambda m: hasattr(m, "shape"))
+        return self.restore(abstract, step)
+
     def _check_leaves(self, step: int, abstract_state: Any) -> None:
         """Compare shapes and dtypes with the checkpoint's metadata before reading any data:
         Orbax would silently cast dtypes, and a shape error in the middle of its parallel reads

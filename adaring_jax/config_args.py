@@ -80,6 +80,10 @@ def base_config(protocol: str, arg: ml_collections.ConfigDict) -> ml_collections
     # embedded recipe sets the tiny CLIP's own).
     c.adapter.ranks = arg.ranks or (2, 4, 8)
     c.adapter.max_mode = 16  # adaring: split wide modes into factors <= this (0: off)
+    # A finished run whose adapters start this one (runs.initial_adapters): the same spec is
+    # copied; an mma run is TR-SVD compressed into a one-bank adaring (ranks=R). With
+    # optim.epochs=0 the warm start is evaluated untrained (python -m adaring_jax.compress).
+    c.adapter.init_from = ""
 
     # Generalization-aware weights (DESIGN 1.4); MMA trains with cross-entropy only. AdaRing's
     # come from configs/recipes.py (GENERALIZATION_LOSS).

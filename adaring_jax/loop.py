@@ -87,6 +87,8 @@ def run(step_fn: Callable, state, batches: Callable[[int, int], Iterable], total
                 f"{last}; in {ckpt.directory}) and no results are written. Lower optim.lr or "
                 "add optim.warmup_steps, and run in a new workdir")
 
+    if total == 0 and start == 0:  # nothing to train (a warm start evaluated as it is)
+        ckpt.save(0, state)
     for step, batch in zip(range(start, total), batches(start, total)):
         state, m = step_fn(state, batch)
         first_bad = _first_bad(first_bad, step, {k: m[k] for k in GUARDED})

@@ -23,10 +23,10 @@ import traceback
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # before transformers is imported
 
 import jax  # noqa: E402
-from absl import app, flags, logging  # noqa: E402
+from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from adaring_jax import pretrain, train  # noqa: E402
+from adaring_jax import cli, pretrain, train  # noqa: E402
 from adaring_jax.errors import ConfigError, UserError  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
@@ -37,28 +37,8 @@ _DISTRIBUTED = flags.DEFINE_bool("distributed", False, "Call jax.distributed.ini
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
-_TRACEBACK = flags.DEFINE_bool("traceback", False, "Print the Python traceback of an error "
-                               "(also: environment variable ADARING_TRACEBACK=1).")
 
 JOBS = {"adapt": train.train_and_evaluate, "pretrain": pretrain.run}
-
-
-def _tracebacks() -> bool:
-    wanted = os.environ.get("ADARING_TRACEBACK", "") not in ("", "0")
-    return wanted or (flags.FLAGS.is_parsed() and _TRACEBACK.value)
-
-
-def _fail(error: BaseException) -> int:
-    """Print `error` for the user; the exit status."""
-    if _tracebacks():
-        traceback.print_exception(error)
-    if isinstance(error, (UserError, OSError)):  # OSError: disk full, permissions...
-        print(f"error: {error}", file=sys.stderr, flush=True)
-        return 2
-    print(f"error: {type(error).__name__}: {error}\nThis is unexpected: rerun with --traceback "
-          "(or ADARING_TRACEBACK=1) for the traceback, and report it.", file=sys.stderr,
-          flush=True)
-    return 1
 
 
 def _flag_error_message(error: BaseException, argv=()) -> str:
@@ -89,41 +69,36 @@ def _parse_flags(argv):
     try:
         return flags.FLAGS(argv)
     except Exception as e:  # noqa: BLE001 - flags.Error, or config_flags' AttributeError...
-        if _tracebacks():
+        if cli.tracebacks():
             traceback.print_exception(e)
         print(f"error: {_flag_error_message(e, argv)}\nSee: python -m adaring_jax.main --helpfull",
               file=sys.stderr, flush=True)
         sys.exit(2)
 
 
+def _job():
+    if _DISTRIBUTED.value:
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU-only runs
+        kwargs = {"coordinator_address": _COORDINATOR.value,
+                  "num_processes": _NUM_PROCESSES.value, "process_id": _PROCESS_ID.value}
+        jax.distributed.initialize(**{k: v for k, v in kwargs.items() if v is not None})
+    try:  # config_flags raises a config file's errors only now, pasted into its own
+        config = _CONFIG.value
+        if config is None:
+            raise ConfigError("no experiment config: pass --config=configs/<experiment>.py "
+                              "(e.g. configs/fewshot.py)")
+        job = config.get("job", "adapt")
+    except Exception as e:  # noqa: BLE001
+        raise ConfigError(_flag_error_message(e)) from e
+    if job not in JOBS:
+        raise ConfigError(f"config.job={job!r} is not valid; choose from: {', '.join(JOBS)}")
+    JOBS[job](config, _WORKDIR.value)
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if not flags.FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)  # Orbax's INFO lines are most of a console
-    try:
-        if _DISTRIBUTED.value:
-            jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU-only runs
-            kwargs = {"coordinator_address": _COORDINATOR.value,
-                      "num_processes": _NUM_PROCESSES.value, "process_id": _PROCESS_ID.value}
-            jax.distributed.initialize(**{k: v for k, v in kwargs.items() if v is not None})
-        try:  # config_flags raises a config file's errors only now, pasted into its own
-            config = _CONFIG.value
-            if config is None:
-                raise ConfigError("no experiment config: pass --config=configs/<experiment>.py "
-                                  "(e.g. configs/fewshot.py)")
-            job = config.get("job", "adapt")
-        except Exception as e:  # noqa: BLE001
-            raise ConfigError(_flag_error_message(e)) from e
-        if job not in JOBS:
-            raise ConfigError(f"config.job={job!r} is not valid; choose from: {', '.join(JOBS)}")
-        JOBS[job](config, _WORKDIR.value)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr, flush=True)
-        return 130
-    except Exception as e:  # noqa: BLE001 - the one place errors meet the user
-        return _fail(e)
-    return 0
+    return cli.run(_job)
 
 
 if __name__ == "__main__":

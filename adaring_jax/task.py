@@ -36,6 +36,7 @@ class Task:
     evals: dict[str, EvalSet]  # by split name ("base"/"novel", "test", or dataset names)
     draw: dict  # what draw.json records: the K-shot indices and where they came from
     comparability: dict  # whether splits and draw are the published ones, and why
+    classnames: list[str]  # all classes of the training dataset (base and novel)
 
 
 def _open(config, name, split, image_size):
@@ -101,7 +102,7 @@ def build(config, image_size: int) -> Task:
     comparability = _comparability(sources, how)
     record = dict(dataset=name, shots=shots, seed=seed, train_indices=np.asarray(draw),
                   **comparability)
-    return Task(train_src, train_idx, evals, record, comparability)
+    return Task(train_src, train_idx, evals, record, comparability, list(train.classnames))
 
 
 def check(task: Task, config, global_batch: int) -> None:

@@ -12,7 +12,7 @@ all layers.
 
 Contents: `tr_full` (one `jnp.einsum` over all cores, contraction order chosen by opt_einsum),
 `tr_layer_weights` (all N layers' matrices at once), `tr_svd` (sequential SVDs with a ring split,
-to ranks or to a relative error), `tr_num_params`, `factorize` (mode splitting), `tr_init`
+to ranks or to a relative error), `tr_num_params`, `tr_pad` (zero-padding to given ranks), `factorize` (mode splitting), `tr_init`
 (random cores whose full tensor has a given std, whatever the ranks).
 """
 
@@ -154,6 +154,27 @@ def _split(r: int) -> tuple[int, int]:
     return r1, r // r1
 
 
+def _split_capped(r: int, cap1: int, cap2: int) -> tuple[int, int]:
+    """The smallest r_1 * r_2 >= r with r_1 <= cap1 and r_2 <= cap2 (r <= cap1 * cap2), most
+    balanced first: the first unfolding's rank, padded with zero singular values if needed."""
+    best = min(((a * -(-r // a), abs(a - -(-r // a)), a) for a in range(1, cap1 + 1)
+                if -(-r // a) <= cap2))
+    return best[2], best[0] // best[2]
+
+
+def tr_pad(cores: Cores, ranks: Sequence[int]) -> list[jax.Array]:
+    """The same ring with bond k widened to ranks[k] by zeros (the full tensor is unchanged:
+    the product of zero-padded blocks is the zero-padded product, and the trace skips the
+    padding). Gives a ring of data-dependent ranks the uniform shape a spec asks for."""
+    _check_ring(cores)
+    if len(ranks) != len(cores) or any(r < z.shape[0] for r, z in zip(ranks, cores)):
+        raise ValueError(f"cannot pad ranks {tr_ranks(cores)} to {tuple(ranks)}")
+    d = len(cores)
+    return [jnp.pad(jnp.asarray(z), ((0, ranks[k] - z.shape[0]), (0, 0),
+                                     (0, ranks[(k + 1) % d] - z.shape[2])))
+            for k, z in enumerate(cores)]
+
+
 def tr_svd(x, rel_eps: float | None = None, ranks: Sequence[int] | None = None) -> list[np.ndarray]:
     """Decompose a dense tensor into a ring (Zhao et al. 2016, TR-SVD).
 
@@ -161,7 +182,8 @@ def tr_svd(x, rel_eps: float | None = None, ranks: Sequence[int] | None = None) 
     factors), then each following unfolding is truncated in turn. With `rel_eps`, truncation
     budgets are sqrt(2) * eps * |x| / sqrt(d) for the first SVD and eps * |x| / sqrt(d) after,
     so |tr_full(cores) - x|_F <= rel_eps * |x|_F. With `ranks` = (r_1, ..., r_d) as caps
-    (r_1 * r_2 for the first SVD), the result has at most those ranks; give both to get the
+    (r_1 * r_2 for the first SVD), the result has at most those ranks (a first rank that does
+    not factor within the caps is padded with zero singular values); give both to get the
     smaller of the two. Runs in float64 numpy (ranks are data-dependent); returns float32 cores.
     """
     x = np.asarray(x, np.float64)
@@ -180,8 +202,12 @@ def tr_svd(x, rel_eps: float | None = None, ranks: Sequence[int] | None = None) 
     u, s, vt = np.linalg.svd(x.reshape(n[0], -1), full_matrices=False)
     cap = None if ranks is None else ranks[0] * ranks[1]
     rank = _truncate(s, math.sqrt(2) * delta, cap)
-    if ranks is not None and rank == cap:
-        r1, r2 = ranks[0], ranks[1]
+    if ranks is not None:  # both factors within their caps; zero singular values pad r1 * r2
+        r1, r2 = _split_capped(rank, ranks[0], ranks[1])
+        u = np.pad(u[:, :rank], ((0, 0), (0, r1 * r2 - rank)))
+        s = np.pad(s[:rank], (0, r1 * r2 - rank))
+        vt = np.pad(vt[:rank], ((0, r1 * r2 - rank), (0, 0)))
+        rank = r1 * r2
     else:
         r1, r2 = _split(rank)
     first = u[:, :rank].reshape(n[0], r1, r2).transpose(1, 0, 2)

@@ -21,8 +21,8 @@ import jax.numpy as jnp
 import optax
 
 from adaring_jax import (adapters, backbone, checkpoint, data, evaluate, loop, metrics,
-                         objective, sharding, task as tasks, validation, workdir as workdirs,
-                         zeroshot)
+                         objective, runs, sharding, task as tasks, validation,
+                         workdir as workdirs, zeroshot)
 from adaring_jax.data import presets
 from adaring_jax.errors import ConfigError
 from adaring_jax.models import convert
@@ -123,6 +123,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
 def _run(config, workdir, task, model, frozen, tok, spec, mesh) -> dict:
     if jax.process_index() == 0:
         data.record_draw(os.path.join(workdir, "draw.json"), **task.draw)
+    runs.record(workdir, config, task)  # what predict, export and compress read back
     frozen = jax.device_put(frozen, sharding.backbone_shardings(frozen, mesh, config.model.fsdp))
     results = {"protocol": config.protocol, "method": config.method,
                "dataset": config.data.dataset, "shots": config.data.shots, "seed": config.seed,
@@ -161,7 +162,7 @@ def _train(config, workdir, model, frozen, tok, spec, mesh, task) -> loop.Outcom
                               (config.data.crop_scale, 1.0), config.data.num_threads)
     total = config.optim.steps or config.optim.epochs * loader.steps_per_epoch
     opt, schedule = make_optimizer(config, total, loader.steps_per_epoch)
-    a = adapters.init(spec, config.seed)
+    a = runs.initial_adapters(config, spec, model.config)
     state = jax.device_put({"adapters": a, "opt_state": opt.init(a),
                             "step": jnp.zeros((), jnp.int32)}, repl)
     jitted = make_train_step(model, spec, config.loss.to_dict(), opt, schedule, mesh)

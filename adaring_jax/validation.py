@@ -99,8 +99,11 @@ def _validate_adaptation(config) -> None:
     _number("data.min_usable", config.data.min_usable, 0, 1)
     _number("eval.max_examples", config.eval.max_examples, 0, integer=True)
     if config.method != "zeroshot":
-        if config.optim.steps == 0:
-            _number("optim.epochs", config.optim.epochs, 1, integer=True)
+        init_from = config.adapter.get("init_from", "")
+        if config.optim.steps == 0:  # epochs=0 evaluates a warm start untrained
+            _number("optim.epochs", config.optim.epochs, 0 if init_from else 1, integer=True)
+        if init_from and not os.path.isdir(init_from):
+            raise ConfigError(f"config.adapter.init_from={init_from!r}: no such run directory")
         a = config.adapter
         _number("adapter.start", a.start, 1, integer=True)
         _number("adapter.end", a.end, 1, integer=True)

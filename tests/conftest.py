@@ -1,13 +1,35 @@
-"""Test-wide settings: offline hub, CPU, full-precision matmuls for numerical comparisons."""
+"""Test-wide settings: offline hub, CPU, full-precision matmuls for numerical comparisons; the
+README's default job, run once per session for the tests that use its workdir."""
 
 import os
+import subprocess
+import sys
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 import jax  # noqa: E402
+import pytest  # noqa: E402
 
 jax.config.update("jax_default_matmul_precision", "highest")
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_module(module: str, *args, expect: int = 0, timeout: int = 900):
+    """`python -m module args...` from the repository root; asserts the exit status."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", JAX_PLATFORMS="cpu")
+    out = subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=timeout)
+    assert out.returncode == expect, (out.returncode, out.stdout[-2000:], out.stderr[-3000:])
+    return out
+
+
+@pytest.fixture(scope="session")
+def default_run(tmp_path_factory):
+    """The README's run command, as is (~45 s on 2 cores); its workdir."""
+    workdir = tmp_path_factory.mktemp("default_run")
+    run_module("adaring_jax.main", "--config=configs/fewshot.py", f"--workdir={workdir}")
+    return workdir

@@ -193,7 +193,7 @@ def test_from_dense_recovers_a_low_tr_rank_bank():
         dense[t] = {"down": {"kernel": down, "bias": bd},
                     "up": {"kernel": up, "bias": ring["up_bias"][t]}}
     mma_spec = dataclasses.replace(ring_spec, method="mma")
-    recovered, errors = adapters.from_dense(dense, ring_spec, rel_eps=1e-6)
+    recovered, errors, _ = adapters.from_dense(dense, ring_spec, rel_eps=1e-6)
     assert set(errors) == {"vision/down", "vision/up", "text/down", "text/up", "shared"}
     assert max(errors.values()) < 1e-4
     want = adapters.layer_adapters(dense, mma_spec)
@@ -205,6 +205,23 @@ def test_from_dense_recovers_a_low_tr_rank_bank():
     ring_size = sum(tr.tr_num_params(f["cores"]) for f in jax.tree.leaves(
         recovered["bank_0"], is_leaf=lambda n: isinstance(n, dict) and "cores" in n))
     assert ring_size < adapters.count(mma_spec) / 2
+
+
+def test_from_dense_with_a_rank_cap_has_the_shapes_of_a_uniform_rank_spec():
+    mma_spec = _spec("mma")
+    dense = _randomize(adapters.init(mma_spec, 3), 4, std=0.5)
+    for rank in (1, 3, 4):
+        ring_spec = _spec("adaring", ranks=(rank,), max_mode=4)
+        params, errors, found = adapters.from_dense(dense, ring_spec, rel_eps=None,
+                                                    max_rank=rank)
+        want = jax.tree.map(lambda x: x.shape, adapters.param_shapes(ring_spec))
+        assert jax.tree.map(lambda x: x.shape, params) == want
+        assert all(max(r) <= rank for r in found.values())
+        # The zero padding changes nothing: the padded ring materializes to the same stack.
+        got = adapters.layer_adapters(params, ring_spec)["vision"].kernels[0]
+        w = dense["vision"]["down"]["kernel"]
+        err = float(jnp.linalg.norm(got - w) / jnp.linalg.norm(w))
+        assert abs(err - errors["vision/down"]) < 1e-5
 
 
 @pytest.mark.parametrize("method", ["mma", "adaring"])

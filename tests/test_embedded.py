@@ -4,8 +4,6 @@ on the shifted domain, where adaptation beats zero-shot."""
 
 import json
 import os
-import subprocess
-import sys
 
 import ml_collections
 import pytest
@@ -14,8 +12,6 @@ from adaring_jax import config_args, params as params_report, pretrain, sharding
 from adaring_jax.data import shapes
 from adaring_jax.models import clip, convert, tokenizer
 from configs import fewshot
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_shipped_checkpoint_is_small_and_meets_the_zero_shot_bar():
@@ -58,14 +54,9 @@ def test_checkpoint_swapped_after_building_is_refused():
     assert config_args.EMBEDDED in convert.EMBEDDED
 
 
-def test_default_job_beats_zero_shot(tmp_path):
-    """The README's run command, as is (~70 s on 2 cores)."""
-    env = dict(os.environ, HF_HUB_OFFLINE="1", JAX_PLATFORMS="cpu")
-    out = subprocess.run([sys.executable, "-m", "adaring_jax.main", "--config=configs/fewshot.py",
-                          f"--workdir={tmp_path}"], cwd=ROOT, env=env, capture_output=True,
-                         text=True, timeout=900)
-    assert out.returncode == 0, out.stderr[-3000:]
-    with open(tmp_path / "results.json") as f:
+def test_default_job_beats_zero_shot(default_run):
+    """The README's run command, as is (conftest.default_run)."""
+    with open(default_run / "results.json") as f:
         results = json.load(f)
     assert results["protocol"] == "base2novel" and results["trainable_params"] > 0
     zs, ad = results["zeroshot"], results["adapted"]

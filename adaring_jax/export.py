@@ -1,0 +1,118 @@
+r"""Export a finished run for PyTorch users: the backbone in Hugging Face format plus its adapters
+as plain per-layer tensors.
+
+    python -m adaring_jax.export --workdir=runs/default --out=exported/
+
+OUT (which must not exist yet, or be empty) then holds:
+- `config.json`, `model.safetensors`, `preprocessor_config.json` and the tokenizer files:
+  the frozen CLIP as `transformers.CLIPModel.from_pretrained(OUT)` loads it;
+- `adapters.safetensors`: for each tower ("vision", "text") and adapted block l (0-based, as in
+  `encoder.layers[l]`) the materialized branch `{tower}.{l}.{down,shared,up}.{weight,bias}`,
+  weights in `torch.nn.Linear` layout (out_features, in_features). AdaRing's rings are
+  contracted and its banks merged into one MLP (gates applied), so both methods export the
+  same thing;
+- `adapter_config.json`: method, alpha, the adapted blocks, the widths, the run it came from.
+
+The adapted block computes `y = layer(x) + alpha * up(relu(shared(relu(down(ln1(x))))))`, where
+`ln1` is that block's own `layer_norm1` applied to the block's input x; the README ("Export")
+shows how to attach this to `transformers.CLIPModel` with forward hooks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+
+import numpy as np
+from absl import app, flags
+
+from adaring_jax import adapters, cli, runs
+from adaring_jax.errors import UserError
+from adaring_jax.models import convert
+
+FAMILIES = ("down", "shared", "up")
+
+
+class ExportError(UserError, ValueError):
+    """An export target that cannot be written."""
+
+
+def adapter_tensors(params, spec: adapters.AdapterSpec) -> dict[str, np.ndarray]:
+    """{'{tower}.{block}.{family}.{weight|bias}': float32 array}, weights (out, in)."""
+    out = {}
+    for tower, layer in adapters.layer_adapters(params, spec).items():
+        for j, block in enumerate(layer.layers):
+            for fam, w, b in zip(FAMILIES, layer.kernels, layer.biases):
+                out[f"{tower}.{block}.{fam}.weight"] = np.ascontiguousarray(
+                    np.asarray(w[j], np.float32).T)
+                out[f"{tower}.{block}.{fam}.bias"] = np.asarray(b[j], np.float32)
+    return out
+
+
+def adapter_config(run: runs.Loaded) -> dict:
+    spec = run.spec
+    bottleneck = spec.hidden * (len(spec.ranks) if spec.method == "adaring" else 1)
+    return {"method": spec.method, "alpha": spec.alpha, "layers": list(spec.layers),
+            "towers": {"vision": {"width": spec.widths[0]}, "text": {"width": spec.widths[1]}},
+            "bottleneck": bottleneck, "trainable_params": adapters.count(spec),
+            "formula": "layer(x) + alpha * up(relu(shared(relu(down(layer_norm1(x))))))",
+            "keys": "{tower}.{layer}.{down|shared|up}.{weight|bias}; weight is (out, in)",
+            "run": os.path.abspath(run.record.workdir),
+            "results": {k: run.record.results.get(k) for k in ("adapted", "zeroshot")}}
+
+
+def check_out(out: str) -> None:
+    if not out:
+        raise ExportError("--out is empty: name the directory to export to")
+    if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):
+        raise ExportError(f"--out={out} exists and is not an empty directory; export never "
+                          "overwrites: choose a new directory")
+
+
+def export(run: runs.Loaded, out: str) -> str:
+    """Write the export directory (complete or not at all: built beside, then renamed)."""
+    check_out(out)
+    tmp = os.path.abspath(out).rstrip(os.sep) + ".export-tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        convert.save_pretrained(run.model, run.frozen, tmp)
+        run.tok.hf.save_pretrained(tmp)
+        from safetensors.numpy import save_file
+        save_file(adapter_tensors(run.adapters, run.spec), os.path.join(tmp, "adapters.safetensors"),
+                  metadata={"format": "pt"})
+        with open(os.path.join(tmp, "adapter_config.json"), "w") as f:
+            json.dump(adapter_config(run), f, indent=2)
+        if os.path.isdir(out):
+            os.rmdir(out)  # empty, checked above
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def _define_flags():
+    flags.DEFINE_string("workdir", None, "A finished mma or adaring run.", required=True)
+    flags.DEFINE_string("out", None, "The directory to create.", required=True)
+
+
+def main(argv):
+    f = flags.FLAGS
+
+    def body():
+        if len(argv) > 1:
+            raise ExportError(f"unexpected arguments: {argv[1:]}")
+        check_out(f.out)
+        run = runs.load(f.workdir, methods=("mma", "adaring"))
+        export(run, f.out)
+        print(f"exported the {run.spec.method} run {f.workdir} to {f.out} "
+              f"({adapters.count(run.spec):,} adapter parameters in "
+              f"{len(run.spec.layers)} blocks per tower)", file=sys.stderr)
+
+    return cli.run(body)
+
+
+if __name__ == "__main__":
+    _define_flags()
+    app.run(main)

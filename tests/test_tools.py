@@ -1,0 +1,201 @@
+"""The tools for a finished run: predict reproduces the run's accuracy from image files, export
+reproduces our features through an independent NumPy CLIP reading only the exported files,
+compress turns an MMA run into an adaring run that every other tool and training accept; and
+each tool refuses an unfinished run, a zero-shot run where it needs adapters, and a missing
+checkpoint with one message."""
+
+import json
+import os
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from PIL import Image
+
+from adaring_jax import adapters, evaluate, predict, runs, task as tasks
+from adaring_jax.models import clip, convert
+from conftest import run_module
+from numpy_clip import NumpyCLIP
+
+
+def _write_split(run_dir, split, out_dir):
+    """The run's evaluation images of `split` as PNG files, in evaluation order; labels."""
+    rec = runs.read(str(run_dir))
+    arch = convert.architecture(rec.config.model.arch, rec.config.model.checkpoint)
+    task = tasks.build(rec.config, arch.vision.image_size)
+    e = task.evals[split]
+    os.makedirs(out_dir, exist_ok=True)
+    labels = []
+    for n, i in enumerate(e.indices):
+        example = e.source[int(i)]
+        Image.fromarray(example["image"]).save(os.path.join(out_dir, f"{n:05d}.png"))
+        labels.append(e.classnames[example["label"]])
+    return labels
+
+
+def _accuracy(rows, labels):
+    return round(100 * np.mean([best[0][0] == y for (_, best), y in zip(rows, labels)]), 2)
+
+
+def test_predict_reproduces_the_runs_accuracy_and_takes_unseen_names(default_run, tmp_path):
+    results = json.loads((default_run / "results.json").read_text())
+    base = _write_split(default_run, "base", tmp_path / "base")
+    out = tmp_path / "base.json"
+    run_module("adaring_jax.predict", f"--workdir={default_run}", "--split=base", "--top_k=3",
+               f"--out={out}", tmp_path / "base")
+    got = json.loads(out.read_text())
+    rows = [(p["file"], [(c["class"], c["probability"]) for c in p["top_k"]])
+            for p in got["predictions"]]
+    assert [os.path.basename(f) for f, _ in rows] == [f"{n:05d}.png" for n in range(len(base))]
+    assert _accuracy(rows, base) == results["adapted"]["base"]
+    assert all(len(best) == 3 and best[0][1] >= best[1][1] for _, best in rows)
+
+    # Novel classes were never trained on: the adapted text tower prompts them by name.
+    novel = _write_split(default_run, "novel", tmp_path / "novel")
+    run = runs.load(str(default_run))
+    names, template = run.classes("novel")
+    files = predict.image_files([str(tmp_path / "novel")])
+    rows, skipped = predict.predict(run, files, names, template, top_k=1)
+    assert not skipped and _accuracy(rows, novel) == results["adapted"]["novel"]
+    # Names outside the task (and outside the tiny vocabulary) are prompted as well.
+    unseen = ["turquoise zeppelin", "golden kite", *names[:2]]
+    rows, _ = predict.predict(run, files[:8], unseen, template, top_k=4)
+    assert all(sorted(c for c, _ in best) == sorted(unseen) for _, best in rows)
+    assert all(abs(sum(p for _, p in best) - 1) < 1e-5 for _, best in rows)
+
+
+def test_predict_skips_unreadable_files_and_refuses_bad_input(default_run, tmp_path):
+    folder = tmp_path / "images"
+    _write_split(default_run, "base", folder)
+    for f in sorted(os.listdir(folder))[5:]:
+        os.remove(folder / f)
+    (folder / "broken.png").write_bytes(b"not a png")
+    (folder / "notes.txt").write_text("not an image, not listed")
+    (folder / ".hidden.png").write_bytes(b"never read")
+    out = run_module("adaring_jax.predict", f"--workdir={default_run}", f"--out={tmp_path}/p.csv",
+                     folder)
+    assert "skipped 1 unreadable file(s) of 6" in out.stderr
+    lines = (tmp_path / "p.csv").read_text().splitlines()
+    assert lines[0].startswith("file,class_1,p_1") and len(lines) == 1 + 5
+    assert len(out.stdout.strip().splitlines()) == 5 and "Traceback" not in out.stderr
+
+    for args, words in [((folder / "missing",), "no such file or folder"),
+                        ((f"--out={tmp_path}/p.txt", folder), ".csv or .json"),
+                        (("--split=val", folder), "no evaluation split 'val'")]:
+        err = run_module("adaring_jax.predict", f"--workdir={default_run}", *args,
+                         expect=2).stderr
+        assert words in err and "Traceback" not in err, err
+
+
+def test_each_tool_refuses_an_unfinished_run_and_a_missing_checkpoint(default_run, tmp_path):
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(default_run, unfinished)
+    os.remove(unfinished / "results.json")
+    lost = tmp_path / "lost"
+    shutil.copytree(default_run, lost)
+    shutil.rmtree(lost / "checkpoints")
+    Image.new("RGB", (40, 30), (200, 30, 30)).save(tmp_path / "one.png")
+    for module, extra in [("adaring_jax.predict", [tmp_path / "one.png"]),
+                          ("adaring_jax.export", [f"--out={tmp_path}/x"]),
+                          ("adaring_jax.compress", [f"--out={tmp_path}/y", "--max_rank=2"])]:
+        err = run_module(module, f"--workdir={unfinished}", *extra, expect=2).stderr
+        assert "unfinished (no results.json)" in err and "Traceback" not in err, err
+    for module, extra in [("adaring_jax.export", [f"--out={tmp_path}/x"]),
+                          ("adaring_jax.predict", [tmp_path / "one.png"])]:
+        err = run_module(module, f"--workdir={lost}", *extra, expect=2).stderr
+        assert "no checkpoints in" in err and "Traceback" not in err, err
+    err = run_module("adaring_jax.compress", f"--workdir={default_run}", f"--out={tmp_path}/y",
+                     "--max_rank=2", expect=2).stderr
+    assert "is a adaring run; compress takes a finished mma run" in err
+    assert not os.path.exists(tmp_path / "x") and not os.path.exists(tmp_path / "y")
+
+
+def test_export_and_compress_refuse_a_zero_shot_run(tmp_path):
+    zs = tmp_path / "zs"
+    run_module("adaring_jax.main", "--config=configs/fewshot.py:smoke,method=zeroshot",
+               f"--workdir={zs}")
+    for module, extra in [("adaring_jax.export", [f"--out={tmp_path}/x"]),
+                          ("adaring_jax.compress", [f"--out={tmp_path}/y", "--max_rank=2"])]:
+        err = run_module(module, f"--workdir={zs}", *extra, expect=2).stderr
+        assert "zeroshot run" in err and "Traceback" not in err, err
+    # predict works for every method, zero-shot included.
+    images = tmp_path / "images"
+    _write_split(zs, "base", images)
+    out = run_module("adaring_jax.predict", f"--workdir={zs}", "--top_k=2", images)
+    assert len(out.stdout.strip().splitlines()) == len(os.listdir(images))
+
+
+def test_exported_adapters_reproduce_our_features_in_numpy(default_run, tmp_path):
+    out = tmp_path / "export"
+    run_module("adaring_jax.export", f"--workdir={default_run}", f"--out={out}")
+    ref = NumpyCLIP(str(out))
+    assert ref.adapter_config["method"] == "adaring"
+    run = runs.load(str(default_run))
+    layers = adapters.layer_adapters(run.adapters, run.spec)
+    size = run.model.config.vision.image_size
+    pixels = np.random.default_rng(0).normal(size=(4, size, size, 3)).astype(np.float32)
+    ours = np.asarray(clip.encode_image(run.model, run.frozen, jnp.asarray(pixels),
+                                        layers["vision"]))
+    theirs = ref.image_features(pixels)
+    assert np.abs(ours - theirs).max() < 1e-5 * max(1.0, np.abs(theirs).max())
+    names, template = run.classes()
+    ids = evaluate.prompt_ids(run.tok, names[:6], template)
+    ours = np.asarray(clip.encode_text(run.model, run.frozen, jnp.asarray(ids), layers["text"]))
+    theirs = ref.text_features(ids)
+    assert np.abs(ours - theirs).max() < 1e-5 * max(1.0, np.abs(theirs).max())
+    # The adapters matter: without them the features differ by far more than the tolerance.
+    plain = np.asarray(clip.encode_text(run.model, run.frozen, jnp.asarray(ids)))
+    assert np.abs(plain - theirs).max() > 1e-3
+    # The backbone is a plain Hugging Face CLIP directory our own loader reads back.
+    model, params = convert.load_pretrained(str(out))
+    assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)), params,
+                                     run.frozen))
+    err = run_module("adaring_jax.export", f"--workdir={default_run}", f"--out={out}",
+                     expect=2).stderr
+    assert "never overwrites" in err
+
+
+@pytest.fixture(scope="module")
+def mma_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("mma")
+    run_module("adaring_jax.main", "--config=configs/fewshot.py:method=mma",
+               "--config.optim.steps=20", "--config.eval.max_examples=160",
+               f"--workdir={workdir}")
+    return workdir
+
+
+def test_compress_makes_an_adaring_run_that_predict_and_training_accept(mma_run, tmp_path):
+    out = tmp_path / "r2"
+    log = run_module("adaring_jax.compress", f"--workdir={mma_run}", f"--out={out}",
+                     "--max_rank=2").stderr
+    for family in ("vision/down", "vision/up", "text/down", "text/up", "shared"):
+        assert family in log
+    results = json.loads((out / "results.json").read_text())
+    rec = runs.read(str(out))
+    assert rec.method == "adaring" and list(rec.config.adapter.ranks) == [2]
+    assert results["trainable_params"] < json.loads(
+        (mma_run / "results.json").read_text())["trainable_params"] / 4
+    run = runs.load(str(out))
+    images = tmp_path / "images"
+    labels = _write_split(out, "base", images)
+    rows, _ = predict.predict(run, predict.image_files([str(images)]), *run.classes("base"),
+                              top_k=1, batch_size=rec.config.eval.batch_size)
+    assert _accuracy(rows, labels) == results["adapted"]["base"]
+
+    # Further training starts from the compressed ring (adapter.init_from, same spec).
+    more = tmp_path / "more"
+    run_module("adaring_jax.main", "--config=configs/fewshot.py:ranks=2",
+               f"--config.adapter.init_from={out}", "--config.optim.steps=2",
+               "--config.eval.max_examples=32", f"--workdir={more}")
+    assert json.loads((more / "results.json").read_text())["trainable_params"] == \
+        results["trainable_params"]
+
+    # --rel_error picks the rank; --finetune_steps trains the ring before evaluating.
+    tuned = tmp_path / "tuned"
+    log = run_module("adaring_jax.compress", f"--workdir={mma_run}", f"--out={tuned}",
+                     "--rel_error=0.9", "--finetune_steps=2").stderr
+    assert "TR-SVD to rank" in log and "HM" in log
+    assert json.loads((tuned / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 2
+
