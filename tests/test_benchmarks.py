@@ -1,5 +1,6 @@
-"""The benchmarks keep running: step_time.py on a tiny config, and compare_torch.py's FLOP count
-(its PyTorch reference needs torch, which the tests never install)."""
+"""The benchmarks keep running: step_time.py on a tiny config, compare_torch.py's FLOP count
+(its PyTorch reference needs torch, which the tests never install), the input pipeline, and the
+compression experiment on smoke runs."""
 
 import os
 import subprocess
@@ -43,3 +44,17 @@ def test_pipeline_speed_runs_on_a_generated_folder(tmp_path):
         env=dict(os.environ, JAX_PLATFORMS="cpu"))
     assert out.returncode == 0, out.stderr[-2000:]
     assert "1 threads:" in out.stdout and "2 threads:" in out.stdout
+
+
+def test_compression_experiment_runs_and_resumes(tmp_path):
+    args = [sys.executable, "benchmarks/compress_mma.py", "--config_args=smoke", "--ranks=1,2",
+            "--seeds=1", "--finetune_steps=2", f"--root={tmp_path}/runs", f"--out={tmp_path}/c"]
+    env = dict(os.environ, JAX_PLATFORMS="cpu", HF_HUB_OFFLINE="1")
+    out = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    table = (tmp_path / "c.md").read_text()
+    assert "| 1 |" in table and "| 2 |" in table and "| MMA (dense) | 15,840 |" in table
+    # A second invocation finds every run finished and only rewrites the table.
+    again = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert again.returncode == 0 and (tmp_path / "c.md").read_text() == table
+    assert "step " not in again.stderr
