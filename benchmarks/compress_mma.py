@@ -24,7 +24,9 @@ from absl import app, flags, logging
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
-from adaring_jax import adapters, compress, runs, train  # noqa: E402
+import numpy as np  # noqa: E402
+
+from adaring_jax import adapters, compress, runs, tensor_ring as tr, train  # noqa: E402
 from adaring_jax.models import convert  # noqa: E402
 from configs import fewshot  # noqa: E402
 
@@ -50,12 +52,31 @@ def _stats(xs) -> str:
         else f"{xs[0]:.2f}"
 
 
+def compressibility(trained, init, spec, rank: int) -> dict[str, float]:
+    """Mean relative TR-SVD error at `rank` over the kernel families, of the trained stacks
+    ("W") and of their updates from MMA's random init ("dW"), with I and O split into the
+    ring's modes ("split") or not (N x I x O, "unsplit")."""
+    out: dict[str, list[float]] = {}
+    for (owner, fam), (i, o) in spec.families().items():
+        get = lambda p: np.asarray(p[fam]["kernel"] if owner == "shared"  # noqa: E731
+                                   else p[owner][fam]["kernel"], np.float64)
+        for name, x in (("W", get(trained)), ("dW", get(trained) - get(init))):
+            for split, modes in (("split", (spec.num_layers, *spec.modes(i), *spec.modes(o))),
+                                 ("unsplit", x.shape)):
+                cores = tr.tr_svd(x.reshape(modes), ranks=(rank,) * len(modes))
+                key = f"{name} {split}"
+                out.setdefault(key, []).append(tr.relative_error(cores, x.reshape(modes)))
+                out.setdefault(f"params {split}", []).append(tr.tr_num_params(cores))
+    return {k: (float(np.sum(v)) if k.startswith("params") else float(np.mean(v)))
+            for k, v in out.items()}
+
+
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
     ranks = [int(r) for r in _RANKS.value]
     steps = _FINETUNE.value
-    rows = {r: {"params": 0, "error": [], "hm0": [], "hm": []} for r in ranks}
+    rows = {r: {"params": 0, "error": [], "hm0": [], "hm": [], "why": []} for r in ranks}
     mma_hm, mma_params = [], 0
     for seed in _SEEDS.value:
         mma_dir = os.path.join(_ROOT.value, "mma", f"seed{seed}")
@@ -65,9 +86,11 @@ def main(argv):
         mma_params = mma["trainable_params"]
         rec = runs.read(mma_dir)
         model_config = convert.architecture(rec.config.model.arch, rec.config.model.checkpoint)
-        mma_weights = runs.restore_adapters(rec, adapters.spec_from_config(rec.config,
-                                                                           model_config))
+        mma_spec = adapters.spec_from_config(rec.config, model_config)
+        mma_weights = runs.restore_adapters(rec, mma_spec)
+        mma_init = adapters.init(mma_spec, rec.config.seed)  # what training started from
         for r in ranks:
+            rows[r]["why"].append(compressibility(mma_weights, mma_init, mma_spec, r))
             report = compress.compress_report(mma_weights, rec.config, model_config, r)
             rows[r]["error"].append(statistics.mean(e for _, _, e in report.values()))
             for n, key in ((0, "hm0"), (steps, "hm")):
@@ -87,6 +110,17 @@ def main(argv):
                      f"{statistics.mean(row['error']):.3f} | {_stats(row['hm0'])} | "
                      f"{_stats(row['hm'])} |")
     lines.append(f"| MMA (dense) | {mma_params:,} | 100% | 0 | {_stats(mma_hm)} | |")
+    keys = ["W split", "W unsplit", "dW split", "dW unsplit"]
+    lines += ["", "How compressible the trained stacks are: mean relative TR-SVD error over the "
+              "five kernel families and the seeds, of the trained weights W and of their update "
+              "dW = W - W_init from MMA's random init; 'split' tensorizes I and O into the "
+              "ring's modes, 'unsplit' keeps N x I x O. Core parameters summed over families.",
+              "", "| ring rank | " + " | ".join(keys) + " | core params split | unsplit |",
+              "|---" * (len(keys) + 3) + "|"]
+    for r in ranks:
+        why = {k: statistics.mean(w[k] for w in rows[r]["why"]) for k in rows[r]["why"][0]}
+        lines.append(f"| {r} | " + " | ".join(f"{why[k]:.3f}" for k in keys)
+                     + f" | {why['params split']:,.0f} | {why['params unsplit']:,.0f} |")
     os.makedirs(os.path.dirname(_OUT.value), exist_ok=True)
     with open(_OUT.value + ".md", "w") as f:
         f.write("\n".join(lines) + "\n")
