@@ -38,6 +38,7 @@ from adaring_jax import tensor_ring as tr
 from adaring_jax.models import clip
 
 METHODS = ("zeroshot", "mma", "adaring")
+BIAS_MODES = ("dense", "shared", "none")  # adaring: per layer, one for all layers, no biases
 TOWERS = ("vision", "text")
 Params = dict[str, Any]
 
@@ -53,6 +54,8 @@ class AdapterSpec:
     unscaled_grads: bool = True  # MMA's gradient treatment (see module docstring)
     ranks: tuple[int, ...] = (2, 4, 8)  # adaring: one TR rank per bank
     max_mode: int = 16  # adaring: split wide modes into factors <= max_mode (0: no split)
+    bias: str = "dense"  # adaring: one of BIAS_MODES
+    init_scale: float = 1.0  # adaring: ring init std in units of MMA's Kaiming std
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -61,6 +64,8 @@ class AdapterSpec:
             raise ValueError(f"method {self.method!r} needs at least one adapted layer")
         if self.method == "adaring" and (not self.ranks or min(self.ranks) < 1):
             raise ValueError(f"adaring ranks must be positive integers, got {self.ranks}")
+        if self.bias not in BIAS_MODES:
+            raise ValueError(f"unknown bias mode {self.bias!r}; valid: {', '.join(BIAS_MODES)}")
 
     @property
     def num_layers(self) -> int:
@@ -68,6 +73,10 @@ class AdapterSpec:
 
     def modes(self, n: int) -> tuple[int, ...]:
         return tr.factorize(n, self.max_mode) if self.max_mode else (n,)
+
+    def bias_rows(self) -> int:
+        """Rows of an adaring bias array: one per layer, one shared by all, or none."""
+        return {"dense": self.num_layers, "shared": 1, "none": 0}[self.bias]
 
     def families(self) -> dict[tuple[str, str], tuple[int, int]]:
         """(owner, family) -> (I, O) of the kernel family; owner is a tower or 'shared'."""
@@ -116,17 +125,20 @@ def init(spec: AdapterSpec, seed: int) -> Params:
             node[fam] = {"kernel": normal(_kaiming_fan_out(o), (n, i, o)), "bias": zeros((n, o))}
         return params
     params = {}
+    rows = spec.bias_rows()
     for b, rank in enumerate(spec.ranks):
         bank: Params = {}
         for (owner, fam), (i, o) in fams.items():
             modes = (n, *spec.modes(i), *spec.modes(o))
-            entry = {"cores": tr.tr_init(rng, (rank,) * len(modes), modes, _kaiming_fan_out(o),
+            entry = {"cores": tr.tr_init(rng, (rank,) * len(modes), modes,
+                                         spec.init_scale * _kaiming_fan_out(o),
                                          zero_first=fam == "up")}
-            if fam != "up":
-                entry["bias"] = zeros((n, o))
+            if fam != "up" and rows:
+                entry["bias"] = zeros((rows, o))
             (bank.setdefault(owner, {}) if owner != "shared" else bank)[fam] = entry
         params[f"bank_{b}"] = bank
-    params["up_bias"] = {t: zeros((n, d)) for t, d in zip(TOWERS, spec.widths)}
+    if rows:
+        params["up_bias"] = {t: zeros((rows, d)) for t, d in zip(TOWERS, spec.widths)}
     if len(spec.ranks) > 1:
         params["gates"] = {t: zeros((n, len(spec.ranks))) for t in TOWERS}
     return params
@@ -185,9 +197,18 @@ def bank_weights(params: Params, spec: AdapterSpec) -> list[dict[str, tuple]]:
 
         shared_w = weights("shared", "shared")
         banks.append({t: ((weights(t, "down"), shared_w, weights(t, "up")),
-                          (bank[t]["down"]["bias"], bank["shared"]["bias"], None))
+                          (_layer_bias(bank[t]["down"], spec, spec.hidden),
+                           _layer_bias(bank["shared"], spec, spec.hidden), None))
                       for t in TOWERS})
     return banks
+
+
+def _layer_bias(node: Params, spec: AdapterSpec, width: int) -> jax.Array:
+    """(N, width) per-layer biases of an adaring family: its own, broadcast, or zeros."""
+    bias = node.get("bias")
+    if bias is None:
+        return jnp.zeros((spec.num_layers, width), jnp.float32)
+    return jnp.broadcast_to(bias, (spec.num_layers, width))
 
 
 def gate_values(params: Params, spec: AdapterSpec) -> dict[str, jax.Array]:
@@ -223,7 +244,8 @@ def layer_adapters(params: Params, spec: AdapterSpec) -> dict[str, clip.LayerAda
             kernels = (downs, shared, ups)
             biases = (jnp.concatenate([b[t][1][0] for b in banks], axis=-1),
                       jnp.concatenate([b[t][1][1] for b in banks], axis=-1),
-                      params["up_bias"][t])
+                      _layer_bias({"bias": params["up_bias"][t]} if "up_bias" in params
+                                  else {}, spec, spec.widths[TOWERS.index(t)]))
         if spec.unscaled_grads:
             kernels, biases = grad_scale((kernels, biases), 1.0 / spec.alpha)
         out[t] = clip.LayerAdapters(tuple(kernels), tuple(biases), spec.alpha, layers=spec.layers)
@@ -290,6 +312,9 @@ def from_dense(mma_params: Params, spec: AdapterSpec, rel_eps: float | None = 1e
     Returns the params, the relative Frobenius error per family ('vision/down', ...,
     'shared') and the ranks TR-SVD found per family (before padding).
     """
+    if spec.bias != "dense":
+        raise ValueError(f"from_dense keeps MMA's per-layer biases: it needs bias='dense', "
+                         f"not {spec.bias!r}")
     fams = spec.families()
     bank: Params = {}
     errors, found = {}, {}
@@ -316,4 +341,5 @@ def spec_from_config(config, model_config: clip.CLIPConfig) -> AdapterSpec:
     a = config.adapter
     return make_spec(config.method, model_config, a.start, a.end, hidden=a.hidden,
                      alpha=a.alpha, unscaled_grads=a.unscaled_grads, ranks=tuple(a.ranks),
-                     max_mode=a.max_mode)
+                     max_mode=a.max_mode, bias=a.get("bias", "dense"),
+                     init_scale=a.get("init_scale", 1.0))

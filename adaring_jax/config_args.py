@@ -80,6 +80,9 @@ def base_config(protocol: str, arg: ml_collections.ConfigDict) -> ml_collections
     # embedded recipe sets the tiny CLIP's own).
     c.adapter.ranks = arg.ranks or (2, 4, 8)
     c.adapter.max_mode = 16  # adaring: split wide modes into factors <= this (0: off)
+    # adaring biases (Down, Shared, Up): "dense" per layer, "shared" by all layers, "none".
+    c.adapter.bias = "dense"
+    c.adapter.init_scale = 1.0  # adaring: ring init std in units of MMA's Kaiming std
     # A finished run whose adapters start this one (runs.initial_adapters): the same spec is
     # copied; an mma run is TR-SVD compressed into a one-bank adaring (ranks=R). With
     # optim.epochs=0 the warm start is evaluated untrained (python -m adaring_jax.compress).
@@ -113,7 +116,7 @@ def base_config(protocol: str, arg: ml_collections.ConfigDict) -> ml_collections
     c.data.num_threads = 4  # decode/augment threads per process
     c.data.shapes_domain = "target"  # shapes: adapt and test in the shifted rendering domain
     c.data.shapes_size = ml_collections.ConfigDict(
-        {"train": 64 * 50, "val": 64 * 10, "test": 64 * 25})  # shapes: images per split
+        {"train": 64 * 50, "val": 64 * 10, "test": 64 * 400})  # shapes: images per split
 
     c.optim = ml_collections.ConfigDict()
     c.optim.name = "sgd"  # sgd | adamw
@@ -127,6 +130,10 @@ def base_config(protocol: str, arg: ml_collections.ConfigDict) -> ml_collections
     # trainers/mmadapter.py L285-286: lr constant within an epoch); "cosine": per step.
     c.optim.schedule = "epoch_cosine"
     c.optim.warmup_steps = 0  # linear warmup before the cosine decay (MMA: none)
+    # adaring: learning-rate multipliers of the layer-slice cores (each ring's first core) and
+    # of the layer-shared cores (LoRA+-style core-wise rates); biases and gates keep lr.
+    c.optim.lr_layer_core = 1.0
+    c.optim.lr_shared_cores = 1.0
 
     c.eval = ml_collections.ConfigDict()
     c.eval.batch_size = 100  # global evaluation batch (CoOp: 100)

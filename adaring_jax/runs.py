@@ -169,10 +169,11 @@ def initial_adapters(config, spec: adapters.AdapterSpec, model_config):
     if source_spec == spec:
         return params
     same_bank = (source_spec.layers, source_spec.hidden) == (spec.layers, spec.hidden)
-    if rec.method == "mma" and spec.method == "adaring" and len(spec.ranks) == 1 and same_bank:
+    if (rec.method == "mma" and spec.method == "adaring" and len(spec.ranks) == 1 and same_bank
+            and spec.bias == "dense"):
         return adapters.from_dense(params, spec, rel_eps=None, max_rank=spec.ranks[0])[0]
     raise RunError(
         f"adapter.init_from={source!r} ({rec.method}, layers {source_spec.layers}, hidden "
         f"{source_spec.hidden}) cannot initialize this {spec.method} run: give a run of the "
         "same method and adapter config, or an mma run with the same layers and hidden width "
-        "for a one-bank adaring run (ranks=R)")
+        "for a one-bank adaring run (ranks=R, bias=dense)")

@@ -64,6 +64,22 @@ def make_schedule(o, total_steps: int, steps_per_epoch: int):
         optax.warmup_cosine_decay_schedule(0.0, o.lr, warmup, total)
 
 
+def scale_ring_cores(layer_core: float, shared_cores: float) -> optax.GradientTransformation:
+    """Multiply the updates of each ring's first (layer-slice) core by `layer_core` and of its
+    other (layer-shared) cores by `shared_cores`; other leaves are unchanged. Stateless."""
+    def factor(path) -> float:
+        keys = [getattr(k, "key", getattr(k, "idx", None)) for k in path]
+        if "cores" not in keys:
+            return 1.0
+        return layer_core if keys[keys.index("cores") + 1] == 0 else shared_cores
+
+    def update(updates, state, params=None):
+        del params
+        return jax.tree_util.tree_map_with_path(lambda p, u: u * factor(p), updates), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
 def make_optimizer(config, total_steps: int, steps_per_epoch: int = 0):
     o = config.optim
     schedule = make_schedule(o, total_steps, steps_per_epoch)
@@ -72,6 +88,9 @@ def make_optimizer(config, total_steps: int, steps_per_epoch: int = 0):
                           optax.sgd(schedule, momentum=o.momentum))
     else:
         opt = optax.adamw(schedule, weight_decay=o.weight_decay)
+    multipliers = (o.get("lr_layer_core", 1.0), o.get("lr_shared_cores", 1.0))
+    if multipliers != (1.0, 1.0):  # only then: the optimizer state keeps its usual structure
+        opt = optax.chain(opt, scale_ring_cores(*multipliers))
     return opt, schedule
 
 

@@ -119,6 +119,10 @@ def _validate_adaptation(config) -> None:
             for r in a.ranks:
                 _number("adapter.ranks[...]", r, 1, integer=True)
             _number("adapter.max_mode", a.max_mode, 0, integer=True)
+            _choice("adapter.bias", a.get("bias", "dense"), adapters.BIAS_MODES)
+            _number("adapter.init_scale", a.get("init_scale", 1.0), 0, low_open=True)
+            for field in ("lr_layer_core", "lr_shared_cores"):
+                _number(f"optim.{field}", config.optim.get(field, 1.0), 0)
             if a.max_mode == 1:
                 raise ConfigError("config.adapter.max_mode=1: modes split into factors <= 1 "
                                   "do not exist; use 0 (no splitting) or >= 2")

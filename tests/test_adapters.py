@@ -6,11 +6,12 @@ import dataclasses
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 import pytest
 
-from adaring_jax import adapters, objective, params as params_report
+from adaring_jax import adapters, objective, params as params_report, train
 from adaring_jax import tensor_ring as tr
 from adaring_jax.models import clip
 from configs import fewshot
@@ -69,10 +70,11 @@ def _spec(method, **kw):
     return adapters.make_spec(method, clip.PRESETS["tiny"], 2, 4, hidden=8, **kw)
 
 
-@pytest.mark.parametrize("ranks", [(3,), (2, 4, 8)])
-def test_fresh_adaring_is_exactly_zero_shot_with_nonzero_gradient(tiny, ranks):
+@pytest.mark.parametrize("ranks,bias", [((3,), "dense"), ((2, 4, 8), "dense"),
+                                        ((2, 4), "shared"), ((3,), "none")])
+def test_fresh_adaring_is_exactly_zero_shot_with_nonzero_gradient(tiny, ranks, bias):
     model, params, pixels, ids = tiny
-    spec = _spec("adaring", ranks=ranks, max_mode=4)
+    spec = _spec("adaring", ranks=ranks, max_mode=4, bias=bias)
     a = adapters.init(spec, 1)
     # Backbone and inputs are jit arguments, as in training: closed-over constants would be
     # constant-folded by XLA's evaluator, whose rounding differs from the compiled kernels'.
@@ -85,6 +87,50 @@ def test_fresh_adaring_is_exactly_zero_shot_with_nonzero_gradient(tiny, ranks):
     assert max(float(jnp.abs(x).max()) for x in jax.tree.leaves(g)) > 0
     # The layer-slice core of each Up ring receives the gradient.
     assert float(jnp.abs(g["bank_0"]["vision"]["up"]["cores"][0]).max()) > 0
+
+
+def test_bias_modes_and_init_scale():
+    dense = _spec("adaring", ranks=(2, 4), max_mode=4)
+    n, h, (dv, dt) = dense.num_layers, dense.hidden, dense.widths
+    # Per bank: Down (both towers) and Shared biases of width h; per tower one Up bias.
+    per_layer = 2 * (2 * h + h) + dv + dt
+    shared = dataclasses.replace(dense, bias="shared")
+    none = dataclasses.replace(dense, bias="none")
+    assert adapters.count(dense) - adapters.count(shared) == (n - 1) * per_layer
+    assert adapters.count(dense) - adapters.count(none) == n * per_layer
+    # A shared bias is the same in every layer of the materialized stack.
+    a = _randomize(adapters.init(shared, 1), 2)
+    down_bias = adapters.layer_adapters(a, shared)["vision"].biases[0]
+    np.testing.assert_array_equal(down_bias, jnp.broadcast_to(down_bias[:1], down_bias.shape))
+    assert not any("bias" in str(k) for k, _ in
+                   jax.tree_util.tree_flatten_with_path(adapters.init(none, 1))[0])
+    # init_scale multiplies the materialized ring weights, whatever the ranks.
+    big = dataclasses.replace(dense, init_scale=3.0)
+    w1 = adapters.layer_adapters(adapters.init(dense, 5), dense)["vision"].kernels[0]
+    w3 = adapters.layer_adapters(adapters.init(big, 5), big)["vision"].kernels[0]
+    np.testing.assert_allclose(w3, 3.0 * w1, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="valid: dense, shared, none"):
+        dataclasses.replace(dense, bias="ring")
+
+
+def test_core_learning_rate_multipliers_scale_one_sgd_step():
+    spec = _spec("adaring", ranks=(2,), max_mode=4)
+    a = adapters.init(spec, 3)
+    grads = jax.tree.map(jnp.ones_like, a)
+    config = ml_collections.ConfigDict({"optim": {
+        "name": "sgd", "lr": 0.1, "momentum": 0.0, "weight_decay": 0.0, "schedule": "cosine",
+        "warmup_steps": 0, "lr_layer_core": 2.0, "lr_shared_cores": 0.0}})
+    opt, _ = train.make_optimizer(config, 10, 10)
+    updates, _ = opt.update(grads, opt.init(a), a)
+    cores = updates["bank_0"]["vision"]["down"]["cores"]
+    np.testing.assert_allclose(cores[0], -0.2 * np.ones(cores[0].shape), rtol=1e-6)
+    assert all(float(jnp.abs(c).max()) == 0 for c in cores[1:])
+    np.testing.assert_allclose(updates["bank_0"]["vision"]["down"]["bias"], -0.1, rtol=1e-6)
+    # Multipliers of 1 leave the optimizer exactly as before (same state structure).
+    config.optim.lr_layer_core = config.optim.lr_shared_cores = 1.0
+    plain, _ = train.make_optimizer(config, 10, 10)
+    want = optax.chain(optax.add_decayed_weights(0.0), optax.sgd(lambda s: 0.1, momentum=0.0))
+    assert jax.tree.structure(plain.init(a)) == jax.tree.structure(want.init(a))
 
 
 def test_mma_init_is_near_but_not_equal_to_zero_shot_and_exact_with_up_zeroed(tiny):
