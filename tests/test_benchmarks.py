@@ -58,3 +58,24 @@ def test_compression_experiment_runs_and_resumes(tmp_path):
     again = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert again.returncode == 0 and (tmp_path / "c.md").read_text() == table
     assert "step " not in again.stderr
+
+
+def test_fidelity_sweep_keeps_the_budget_and_runs_a_warm_start(tmp_path):
+    env = dict(os.environ, JAX_PLATFORMS="cpu", HF_HUB_OFFLINE="1")
+    listed = subprocess.run([sys.executable, "benchmarks/fidelity_sweep.py", "--list"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300, env=env)
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    rows = [line.split() for line in listed.stdout.splitlines() if line.strip()]
+    ring = [int(r[2].replace(",", "")) for r in rows if r[1] == "adaring"]
+    mma = [int(r[2].replace(",", "")) for r in rows if r[0] == "mma_default"]
+    assert len(ring) == len(rows) - len(ring) and max(ring) <= 0.1 * mma[0]
+    out = subprocess.run(
+        [sys.executable, "benchmarks/fidelity_sweep.py", "--config_args=smoke", "--seeds=1",
+         "--trials=ring_warm_mma,ring_nobias_2+5", f"--root={tmp_path}/runs",
+         f"--out={tmp_path}/sweep"], cwd=ROOT, capture_output=True, text=True, timeout=600,
+        env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    table = (tmp_path / "sweep.md").read_text()
+    assert "| ring_warm_mma | adaring |" in table and (tmp_path / "sweep.png").exists()
+    # The warm start trained the dense run it compresses first.
+    assert (tmp_path / "runs" / "mma_default" / "seed1" / "results.json").exists()

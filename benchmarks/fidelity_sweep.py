@@ -1,0 +1,208 @@
+r"""The fidelity sweep (issue 13): AdaRing variants at <= 10% of MMA's parameters against MMA
+variants, the same number of trials each, over the tuning seeds 1-3 -> a table and a plot.
+
+    python benchmarks/fidelity_sweep.py                       # every trial, seeds 1-3
+    python benchmarks/fidelity_sweep.py --trials=ring_default,mma_default --seeds=1
+    python benchmarks/fidelity_sweep.py --list                # trials, budgets, no runs
+
+Every trial is the default job (`configs/fewshot.py`, the embedded task) with the trial's
+config overrides, all with the generalization-aware loss weights of the default AdaRing
+(`recipes.GENERALIZATION_LOSS`) unless the trial sets them: MMA is compared with the same
+loss. An AdaRing trial over the budget (10% of MMA's trainable parameters on this model,
+counted by `adapters.count` as `python -m adaring_jax.params` does) is refused before any run.
+Workdirs are ROOT/TRIAL/seedS; a run whose results.json exists is not redone, so the sweep
+resumes. `{mma_default}` in an override is that trial's workdir at the same seed (the
+TR-SVD warm start: train dense, compress, fine-tune the ring). Writes OUT.md (trials sorted by
+mean HM, with mean +- std of base, novel and HM) and OUT.png. Seeds 1-3 tune; claims are
+checked on other seeds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+
+from absl import app, flags, logging
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+from adaring_jax import adapters, train  # noqa: E402
+from adaring_jax.models import convert  # noqa: E402
+from configs import fewshot, recipes  # noqa: E402
+
+BUDGET = 0.10  # of MMA's trainable parameters
+
+# name -> (method, what the trial tests, overrides key=value as config fields)
+RING_TRIALS = {
+    "ring_default": ("adaring", "the default (banks 2+4, dense biases)", []),
+    "ring_single4": ("adaring", "one bank of rank 4", ["adapter.ranks=[4]"]),
+    "ring_unsplit2": ("adaring", "modes N x I x O (no splitting), rank 2",
+                      ["adapter.max_mode=0", "adapter.ranks=[2]"]),
+    "ring_unsplit3_sharedbias": ("adaring", "no splitting, rank 3, biases shared by layers",
+                                 ["adapter.max_mode=0", "adapter.ranks=[3]",
+                                  "adapter.bias=\"shared\""]),
+    "ring_sharedbias_2+5": ("adaring", "biases shared by layers, banks 2+5",
+                            ["adapter.bias=\"shared\"", "adapter.ranks=[2, 5]"]),
+    "ring_nobias_2+5": ("adaring", "no biases, banks 2+5",
+                        ["adapter.bias=\"none\"", "adapter.ranks=[2, 5]"]),
+    "ring_lr_layer4": ("adaring", "layer-slice cores at 4x lr", ["optim.lr_layer_core=4.0"]),
+    "ring_lr_shared025": ("adaring", "shared cores at 0.25x lr",
+                          ["optim.lr_shared_cores=0.25"]),
+    "ring_init05": ("adaring", "ring init at half MMA's std", ["adapter.init_scale=0.5"]),
+    "ring_20epochs": ("adaring", "20 epochs", ["optim.epochs=20"]),
+    "ring_lr3e-2_warmup": ("adaring", "lr 3e-2 with 32 warmup steps",
+                           ["optim.lr=0.03", "optim.warmup_steps=32"]),
+    "ring_warm_mma": ("adaring", "TR-SVD warm start from MMA (rank 4), then the full schedule",
+                      ["adapter.ranks=[4]", "adapter.init_from=\"{mma_default}\""]),
+}
+MMA_TRIALS = {
+    "mma_default": ("mma", "MMA with the embedded recipe", []),
+    "mma_lr3e-3": ("mma", "lr 3e-3", ["optim.lr=0.003"]),
+    "mma_lr3e-2_warmup": ("mma", "lr 3e-2 with 32 warmup steps",
+                          ["optim.lr=0.03", "optim.warmup_steps=32"]),
+    "mma_20epochs": ("mma", "20 epochs", ["optim.epochs=20"]),
+    "mma_alpha1": ("mma", "branch scale 1", ["adapter.alpha=1.0"]),
+    "mma_alpha001": ("mma", "branch scale 0.01", ["adapter.alpha=0.01"]),
+    "mma_hidden16": ("mma", "bottleneck 16", ["adapter.hidden=16"]),
+    "mma_loss0": ("mma", "cross-entropy only", ["loss.text_l1=0.0", "loss.image_l1=0.0",
+                                                 "loss.kl=0.0"]),
+    "mma_loss03": ("mma", "loss weights 0.3", ["loss.text_l1=0.3", "loss.image_l1=0.3",
+                                               "loss.kl=0.3"]),
+    "mma_wd": ("mma", "weight decay 1e-2", ["optim.weight_decay=0.01"]),
+    "mma_crop05": ("mma", "crops of at least half the image", ["data.crop_scale=0.5"]),
+    "mma_5epochs": ("mma", "5 epochs", ["optim.epochs=5"]),
+}
+TRIALS = {**RING_TRIALS, **MMA_TRIALS}
+
+_TRIALS = flags.DEFINE_list("trials", list(TRIALS), "trials to run")
+_SEEDS = flags.DEFINE_list("seeds", ["1", "2", "3"], "tuning seeds")
+_ROOT = flags.DEFINE_string("root", "runs/sweep", "workdirs: ROOT/TRIAL/seedS")
+_OUT = flags.DEFINE_string("out", os.path.join(REPO, "docs", "sweep"), "writes OUT.md, OUT.png")
+_ARGS = flags.DEFINE_string("config_args", "", "extra configs/fewshot.py arguments (smoke: "
+                            "the tiny random CLIP, for tests)")
+_LIST = flags.DEFINE_bool("list", False, "print the trials and their parameter counts only")
+
+
+def make_config(trial: str, seed: str):
+    method, _, overrides = TRIALS[trial]
+    arg = ",".join(filter(None, [f"method={method},seed={seed}", _ARGS.value]))
+    config = fewshot.get_config(arg)
+    config.unlock()
+    for key, value in recipes.GENERALIZATION_LOSS.items():  # every method, the same loss
+        config.loss[key] = value
+    mma_dir = os.path.abspath(os.path.join(_ROOT.value, "mma_default", f"seed{seed}"))
+    for item in overrides:
+        key, _, value = item.partition("=")
+        *path, last = key.split(".")
+        node = config
+        for p in path:
+            node = node[p]
+        value = json.loads(value.replace("{mma_default}", mma_dir))
+        node[last] = tuple(value) if isinstance(node[last], tuple) else type(node[last])(value)
+    config.lock()
+    return config
+
+
+def trainable(config) -> int:
+    arch = convert.architecture(config.model.arch, config.model.checkpoint)
+    return adapters.count(adapters.spec_from_config(config, arch))
+
+
+def check_budget(trials) -> dict[str, int]:
+    """{trial: trainable params}; raises if an AdaRing trial exceeds the budget."""
+    mma = trainable(make_config("mma_default", "1"))
+    counts = {t: trainable(make_config(t, "1")) for t in trials}
+    over = [f"{t} ({counts[t]:,})" for t in trials
+            if TRIALS[t][0] == "adaring" and counts[t] > BUDGET * mma]
+    if over:
+        raise app.UsageError(f"over the budget of {BUDGET:.0%} of MMA's {mma:,}: "
+                             + ", ".join(over))
+    return counts
+
+
+def run_trial(trial: str, seed: str) -> dict:
+    workdir = os.path.abspath(os.path.join(_ROOT.value, trial, f"seed{seed}"))
+    path = os.path.join(workdir, "results.json")
+    if not os.path.exists(path):
+        if "{mma_default}" in json.dumps(TRIALS[trial][2]):
+            run_trial("mma_default", seed)  # the dense run the warm start compresses
+        logging.info("running %s seed %s in %s", trial, seed, workdir)
+        train.train_and_evaluate(make_config(trial, seed), workdir)
+    with open(path) as f:
+        return json.load(f)
+
+
+def _stats(values):
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def table(results: dict, counts: dict) -> list[dict]:
+    rows = [{"trial": t, "method": TRIALS[t][0], "what": TRIALS[t][1], "params": counts[t],
+             **{k: _stats([r["adapted"][k] for r in runs]) for k in ("base", "novel", "hm")}}
+            for t, runs in results.items()]
+    return sorted(rows, key=lambda r: -r["hm"][0])
+
+
+def markdown(rows, seeds) -> str:
+    lines = [f"Seeds {', '.join(seeds)}; every trial with the generalization-aware loss "
+             "weights of the default AdaRing unless it sets them. "
+             "`python benchmarks/fidelity_sweep.py`.", "",
+             "| trial | method | what it tests | trainable params | base | novel | HM |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        cells = [f"{r[k][0]:.2f} +- {r[k][1]:.2f}" for k in ("base", "novel", "hm")]
+        lines.append(f"| {r['trial']} | {r['method']} | {r['what']} | {r['params']:,} | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows, path: str):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(10, 0.32 * len(rows) + 1.2))
+    ys = range(len(rows))
+    colours = ["tab:blue" if r["method"] == "adaring" else "tab:orange" for r in rows]
+    ax.barh(ys, [r["hm"][0] for r in rows], xerr=[r["hm"][1] for r in rows], color=colours,
+            capsize=2)
+    ax.set_yticks(list(ys))
+    ax.set_yticklabels([f"{r['trial']} ({r['params']:,})" for r in rows], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("HM, mean +- std over the tuning seeds (blue: AdaRing, orange: MMA)")
+    lo = min(r["hm"][0] - r["hm"][1] for r in rows)
+    ax.set_xlim(max(0.0, lo - 3), None)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv):
+    del argv
+    logging.set_verbosity(logging.WARNING)
+    unknown = sorted(set(_TRIALS.value) - set(TRIALS))
+    if unknown:
+        raise app.UsageError(f"unknown trials {unknown}; valid: {', '.join(TRIALS)}")
+    if len(RING_TRIALS) != len(MMA_TRIALS):
+        raise app.UsageError("AdaRing and MMA must get the same number of trials")
+    if _ARGS.value:  # another model (tests): counts only, the budget is the embedded model's
+        counts = {t: trainable(make_config(t, "1")) for t in _TRIALS.value}
+    else:
+        counts = check_budget(_TRIALS.value)
+    if _LIST.value:
+        for t in _TRIALS.value:
+            print(f"{t:<26} {TRIALS[t][0]:<8} {counts[t]:>7,}  {TRIALS[t][1]}")
+        return
+    results = {t: [run_trial(t, s) for s in _SEEDS.value] for t in _TRIALS.value}
+    rows = table(results, counts)
+    md = markdown(rows, _SEEDS.value)
+    os.makedirs(os.path.dirname(_OUT.value) or ".", exist_ok=True)
+    with open(_OUT.value + ".md", "w") as f:
+        f.write(md)
+    plot(rows, _OUT.value + ".png")
+    print(md + f"\nwritten to {_OUT.value}.md and {_OUT.value}.png")
+
+
+if __name__ == "__main__":
+    app.run(main)
