@@ -29,12 +29,13 @@ from adaring_jax.models import convert
 
 def fingerprint(config) -> dict:
     """What makes two runs the same experiment (a workdir holds exactly one)."""
-    return {"protocol": config.protocol, "method": config.method,
-            "dataset": config.data.dataset, "shots": config.data.shots, "seed": config.seed,
-            "prompt": config.data.prompt, "zeroshot_prompt": config.data.zeroshot_prompt,
-            "arch": config.model.arch, "checkpoint": config.model.checkpoint,
-            "adapter": config.adapter.to_dict(), "optim": config.optim.to_dict(),
-            "loss": config.loss.to_dict()}
+    return workdirs.drop_neutral({
+        "protocol": config.protocol, "method": config.method,
+        "dataset": config.data.dataset, "shots": config.data.shots, "seed": config.seed,
+        "prompt": config.data.prompt, "zeroshot_prompt": config.data.zeroshot_prompt,
+        "arch": config.model.arch, "checkpoint": config.model.checkpoint,
+        "adapter": config.adapter.to_dict(), "optim": config.optim.to_dict(),
+        "loss": config.loss.to_dict()})
 
 
 # ---------------------------------------------------------------------------------------------

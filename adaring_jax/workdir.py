@@ -26,6 +26,21 @@ from adaring_jax.errors import UserError
 FINGERPRINT = "experiment.json"
 LOCK = ".lock"
 
+# Config fields added after runs were made, at the value that changes nothing: left out of
+# fingerprints (saved or new) while they hold it, so runs made before them keep resuming.
+NEUTRAL = {("adapter", "init_from"): "", ("adapter", "bias"): "dense",
+           ("adapter", "init_scale"): 1.0, ("optim", "lr_layer_core"): 1.0,
+           ("optim", "lr_shared_cores"): 1.0}
+
+
+def drop_neutral(fingerprint: dict) -> dict:
+    """`fingerprint` without the NEUTRAL fields that hold their neutral value."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in fingerprint.items()}
+    for (group, field), neutral in NEUTRAL.items():
+        if isinstance(out.get(group), dict) and out[group].get(field, neutral) == neutral:
+            out[group].pop(field, None)
+    return out
+
 
 class WorkdirError(UserError, RuntimeError):
     """A run directory that cannot be used: not writable, in use, or another experiment's."""
@@ -77,7 +92,8 @@ def _compare(path: str, fingerprint: dict, workdir: str) -> None:
             saved = json.load(f)
     except (OSError, ValueError) as e:
         raise WorkdirError(f"{path} is unreadable ({e}). {advice}") from None
-    diffs = checkpoint.fingerprint_differences(saved, json.loads(json.dumps(fingerprint)))
+    diffs = checkpoint.fingerprint_differences(drop_neutral(saved),
+                                               drop_neutral(json.loads(json.dumps(fingerprint))))
     if diffs:
         raise WorkdirError(f"workdir {workdir} belongs to a different experiment; differing "
                            "fields:\n  " + "\n  ".join(diffs) + f"\n{advice}")

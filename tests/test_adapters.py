@@ -2,6 +2,7 @@
 heterogeneous mixture, TR-SVD from a dense bank, and training only the adapter pytree."""
 
 import dataclasses
+import json
 
 import flax.linen as nn
 import jax
@@ -11,7 +12,7 @@ import numpy as np
 import optax
 import pytest
 
-from adaring_jax import adapters, objective, params as params_report, train
+from adaring_jax import adapters, objective, params as params_report, train, workdir
 from adaring_jax import tensor_ring as tr
 from adaring_jax.models import clip
 from configs import fewshot
@@ -369,3 +370,19 @@ def test_remat_changes_memory_not_numbers(tiny):
         y = np.asarray(y)
         np.testing.assert_allclose(np.asarray(x), y, rtol=1e-5,
                                    atol=1e-6 * max(1.0, float(np.abs(y).max())))
+
+
+def test_new_fields_at_their_neutral_value_leave_the_fingerprint_unchanged(tmp_path):
+    """Runs made before adapter.bias & co. existed keep resuming; a changed value is recorded."""
+    default = train.fingerprint(fewshot.get_config())
+    older = json.loads(json.dumps(default))
+    older["adapter"]["init_from"] = ""  # a workdir that recorded a field at its neutral value
+    (tmp_path / "experiment.json").write_text(json.dumps(older))
+    workdir.check(str(tmp_path), default)
+    assert {"bias", "init_scale", "init_from"}.isdisjoint(default["adapter"])
+    assert {"lr_layer_core", "lr_shared_cores"}.isdisjoint(default["optim"])
+    config = fewshot.get_config()
+    config.unlock()
+    config.adapter.bias, config.optim.lr_layer_core = "shared", 4.0
+    changed = train.fingerprint(config)
+    assert changed["adapter"]["bias"] == "shared" and changed["optim"]["lr_layer_core"] == 4.0
