@@ -15,7 +15,6 @@ MMA's own HM.
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import sys
@@ -26,9 +25,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 import numpy as np  # noqa: E402
 
-from adaring_jax import adapters, compress, runs, tensor_ring as tr, train  # noqa: E402
+from adaring_jax import adapters, compress, runs, tensor_ring as tr  # noqa: E402
 from adaring_jax.models import convert  # noqa: E402
 from configs import fewshot  # noqa: E402
+from experiments import finished_run, mean_std, write_report  # noqa: E402
 
 _RANKS = flags.DEFINE_list("ranks", ["1", "2", "4", "8", "16"], "ring ranks R")
 _SEEDS = flags.DEFINE_list("seeds", ["1", "2", "3"], "seeds")
@@ -39,17 +39,9 @@ _ARGS = flags.DEFINE_string("config_args", "", "extra configs/fewshot.py argumen
                             "tiny random CLIP, for tests)")
 
 
-def _run(config, workdir: str) -> dict:
-    path = os.path.join(workdir, "results.json")
-    if not os.path.exists(path):
-        train.train_and_evaluate(config, workdir)
-    with open(path) as f:
-        return json.load(f)
-
-
 def _stats(xs) -> str:
-    return f"{statistics.mean(xs):.2f} +- {statistics.stdev(xs):.2f}" if len(xs) > 1 \
-        else f"{xs[0]:.2f}"
+    mean, std = mean_std(xs)
+    return f"{mean:.2f} +- {std:.2f}" if len(xs) > 1 else f"{mean:.2f}"
 
 
 def compressibility(trained, init, spec, rank: int) -> dict[str, float]:
@@ -81,7 +73,7 @@ def main(argv):
     for seed in _SEEDS.value:
         mma_dir = os.path.join(_ROOT.value, "mma", f"seed{seed}")
         arg = ",".join(filter(None, [f"method=mma,seed={seed}", _ARGS.value]))
-        mma = _run(fewshot.get_config(arg), mma_dir)
+        mma = finished_run(fewshot.get_config(arg), mma_dir)
         mma_hm.append(mma["adapted"]["hm"])
         mma_params = mma["trainable_params"]
         rec = runs.read(mma_dir)
@@ -94,7 +86,7 @@ def main(argv):
             report = compress.compress_report(mma_weights, rec.config, model_config, r)
             rows[r]["error"].append(statistics.mean(e for _, _, e in report.values()))
             for n, key in ((0, "hm0"), (steps, "hm")):
-                out = _run(compress.ring_config(rec.config, r, mma_dir, n),
+                out = finished_run(compress.ring_config(rec.config, r, mma_dir, n),
                            os.path.join(_ROOT.value, f"rank{r}_ft{n}", f"seed{seed}"))
                 rows[r][key].append(out["adapted"]["hm"])
                 rows[r]["params"] = out["trainable_params"]
@@ -121,10 +113,7 @@ def main(argv):
         why = {k: statistics.mean(w[k] for w in rows[r]["why"]) for k in rows[r]["why"][0]}
         lines.append(f"| {r} | " + " | ".join(f"{why[k]:.3f}" for k in keys)
                      + f" | {why['params split']:,.0f} | {why['params unsplit']:,.0f} |")
-    os.makedirs(os.path.dirname(_OUT.value), exist_ok=True)
-    with open(_OUT.value + ".md", "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_report(_OUT.value, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

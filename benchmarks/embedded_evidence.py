@@ -14,16 +14,14 @@ table; `--set key=value` overrides config fields for exploring (e.g. loss.kl=2.0
 
 from __future__ import annotations
 
-import json
 import os
-import statistics
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
-from adaring_jax import train  # noqa: E402
+from experiments import finished_run, mean_std, override, write_report  # noqa: E402
 from configs import fewshot, recipes  # noqa: E402
 
 # name -> (label, config argument, generalization-aware loss on?)
@@ -59,12 +57,7 @@ def make_config(variant: str, seed: str):
     for key in recipes.GENERALIZATION_LOSS:
         config.loss[key] = default.loss[key] if ga else 0.0
     for kv in _SET.value:
-        key, _, value = kv.partition("=")
-        *path, last = key.split(".")
-        node = config
-        for p in path:
-            node = node[p]
-        node[last] = type(node[last])(json.loads(value))
+        override(config, kv)
     config.lock()
     return config
 
@@ -78,21 +71,9 @@ def label(variant: str) -> str:
 
 def run_all(variants, seeds) -> dict:
     """{variant: [results dicts]} running what is missing."""
-    out = {}
-    for v in variants:
-        for s in seeds:
-            workdir = os.path.abspath(os.path.join(_ROOT.value, v, f"seed{s}"))
-            path = os.path.join(workdir, "results.json")
-            if not os.path.exists(path):
-                logging.info("running %s seed %s in %s", v, s, workdir)
-                train.train_and_evaluate(make_config(v, s), workdir)
-            with open(path) as f:
-                out.setdefault(v, []).append(json.load(f))
-    return out
-
-
-def _stats(values):
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+    return {v: [finished_run(make_config(v, s),
+                             os.path.abspath(os.path.join(_ROOT.value, v, f"seed{s}")))
+                for s in seeds] for v in variants}
 
 
 def summarize(results: dict) -> list[dict]:
@@ -101,7 +82,7 @@ def summarize(results: dict) -> list[dict]:
         row = {"variant": v, "label": label(v), "ga": VARIANTS[v][2] and v != "zeroshot",
                "params": runs[0]["trainable_params"], "seeds": len(runs)}
         for k in ("base", "novel", "hm"):
-            row[k] = _stats([r["adapted"][k] for r in runs])
+            row[k] = mean_std([r["adapted"][k] for r in runs])
         rows.append(row)
     return rows
 
@@ -144,12 +125,7 @@ def main(argv):
     if unknown:
         raise app.UsageError(f"unknown variants {unknown}; valid: {', '.join(VARIANTS)}")
     rows = summarize(run_all(_VARIANTS.value, _SEEDS.value))
-    md = markdown(rows)
-    os.makedirs(os.path.dirname(_OUT.value) or ".", exist_ok=True)
-    with open(_OUT.value + ".md", "w") as f:
-        f.write(md)
-    plot(rows, _OUT.value + ".png")
-    print(md + f"\nwritten to {_OUT.value}.md and {_OUT.value}.png")
+    write_report(_OUT.value, markdown(rows), lambda path: plot(rows, path))
 
 
 if __name__ == "__main__":

@@ -21,16 +21,16 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import sys
 
 from absl import app, flags, logging
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
-from adaring_jax import adapters, train  # noqa: E402
+from adaring_jax import adapters  # noqa: E402
 from adaring_jax.models import convert  # noqa: E402
 from configs import fewshot, recipes  # noqa: E402
+from experiments import finished_run, mean_std, override, write_report  # noqa: E402
 
 BUDGET = 0.10  # of MMA's trainable parameters
 
@@ -94,13 +94,7 @@ def make_config(trial: str, seed: str):
         config.loss[key] = value
     mma_dir = os.path.abspath(os.path.join(_ROOT.value, "mma_default", f"seed{seed}"))
     for item in overrides:
-        key, _, value = item.partition("=")
-        *path, last = key.split(".")
-        node = config
-        for p in path:
-            node = node[p]
-        value = json.loads(value.replace("{mma_default}", mma_dir))
-        node[last] = tuple(value) if isinstance(node[last], tuple) else type(node[last])(value)
+        override(config, item.replace("{mma_default}", mma_dir))
     config.lock()
     return config
 
@@ -123,24 +117,15 @@ def check_budget(trials) -> dict[str, int]:
 
 
 def run_trial(trial: str, seed: str) -> dict:
-    workdir = os.path.abspath(os.path.join(_ROOT.value, trial, f"seed{seed}"))
-    path = os.path.join(workdir, "results.json")
-    if not os.path.exists(path):
-        if "{mma_default}" in json.dumps(TRIALS[trial][2]):
-            run_trial("mma_default", seed)  # the dense run the warm start compresses
-        logging.info("running %s seed %s in %s", trial, seed, workdir)
-        train.train_and_evaluate(make_config(trial, seed), workdir)
-    with open(path) as f:
-        return json.load(f)
-
-
-def _stats(values):
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+    if "{mma_default}" in json.dumps(TRIALS[trial][2]):
+        run_trial("mma_default", seed)  # the dense run the warm start compresses
+    return finished_run(make_config(trial, seed),
+                        os.path.abspath(os.path.join(_ROOT.value, trial, f"seed{seed}")))
 
 
 def table(results: dict, counts: dict) -> list[dict]:
     rows = [{"trial": t, "method": TRIALS[t][0], "what": TRIALS[t][1], "params": counts[t],
-             **{k: _stats([r["adapted"][k] for r in runs]) for k in ("base", "novel", "hm")}}
+             **{k: mean_std([r["adapted"][k] for r in runs]) for k in ("base", "novel", "hm")}}
             for t, runs in results.items()]
     return sorted(rows, key=lambda r: -r["hm"][0])
 
@@ -196,12 +181,7 @@ def main(argv):
         return
     results = {t: [run_trial(t, s) for s in _SEEDS.value] for t in _TRIALS.value}
     rows = table(results, counts)
-    md = markdown(rows, _SEEDS.value)
-    os.makedirs(os.path.dirname(_OUT.value) or ".", exist_ok=True)
-    with open(_OUT.value + ".md", "w") as f:
-        f.write(md)
-    plot(rows, _OUT.value + ".png")
-    print(md + f"\nwritten to {_OUT.value}.md and {_OUT.value}.png")
+    write_report(_OUT.value, markdown(rows, _SEEDS.value), lambda path: plot(rows, path))
 
 
 if __name__ == "__main__":
