@@ -131,16 +131,19 @@ def train_and_evaluate(config, workdir: str) -> dict:
     tasks.check(task, config, config.optim.batch_size)
     model, frozen, tok = backbone.load(config, tasks.task_words(task))
     spec = adapters.spec_from_config(config, model.config)
+    # A warm start's source is read and checked now, before anything is written.
+    initial = None if config.method == "zeroshot" else runs.initial_adapters(config, spec,
+                                                                              model.config)
     mesh = sharding.make_mesh()
     # Every input is known good: from here on the workdir is written.
     lock = workdirs.acquire(workdir, fp)
     try:
-        return _run(config, workdir, task, model, frozen, tok, spec, mesh)
+        return _run(config, workdir, task, model, frozen, tok, spec, mesh, initial)
     finally:
         lock.release()
 
 
-def _run(config, workdir, task, model, frozen, tok, spec, mesh) -> dict:
+def _run(config, workdir, task, model, frozen, tok, spec, mesh, initial) -> dict:
     if jax.process_index() == 0:
         data.record_draw(os.path.join(workdir, "draw.json"), **task.draw)
     runs.record(workdir, config, task)  # what predict, export and compress read back
@@ -152,7 +155,7 @@ def _run(config, workdir, task, model, frozen, tok, spec, mesh) -> dict:
                "comparability": task.comparability}
     adapter_params = None
     if config.method != "zeroshot":
-        outcome = _train(config, workdir, model, frozen, tok, spec, mesh, task)
+        outcome = _train(config, workdir, model, frozen, tok, spec, mesh, task, initial)
         results.update(outcome.info)
         if outcome.state is None:  # preempted: a checkpoint is written, nothing to evaluate
             return results
@@ -165,7 +168,7 @@ def _run(config, workdir, task, model, frozen, tok, spec, mesh) -> dict:
     return results
 
 
-def _train(config, workdir, model, frozen, tok, spec, mesh, task) -> loop.Outcome:
+def _train(config, workdir, model, frozen, tok, spec, mesh, task, initial) -> loop.Outcome:
     repl = sharding.replicated(mesh)
     train_src = task.train
     ids = evaluate.prompt_ids(tok, train_src.classnames,
@@ -182,7 +185,7 @@ def _train(config, workdir, model, frozen, tok, spec, mesh, task) -> loop.Outcom
                               (config.data.crop_scale, 1.0), config.data.num_threads)
     total = config.optim.steps or config.optim.epochs * loader.steps_per_epoch
     opt, schedule = make_optimizer(config, total, loader.steps_per_epoch)
-    a = runs.initial_adapters(config, spec, model.config)
+    a = initial
     state = jax.device_put({"adapters": a, "opt_state": opt.init(a),
                             "step": jnp.zeros((), jnp.int32)}, repl)
     jitted = make_train_step(model, spec, config.loss.to_dict(), opt, schedule, mesh)

@@ -120,6 +120,12 @@ def test_export_and_compress_refuse_a_zero_shot_run(tmp_path):
                           ("adaring_jax.compress", [f"--out={tmp_path}/y", "--max_rank=2"])]:
         err = run_module(module, f"--workdir={zs}", *extra, expect=2).stderr
         assert "zeroshot run" in err and "Traceback" not in err, err
+    # A warm start from it is refused before the new workdir is written.
+    err = run_module("adaring_jax.main", "--config=configs/fewshot.py:smoke,ranks=2",
+                     f"--config.adapter.init_from={zs}", f"--workdir={tmp_path}/warm",
+                     expect=2).stderr
+    assert "is a zero-shot run: it has no adapters" in err and "Traceback" not in err, err
+    assert not os.path.exists(tmp_path / "warm")
     # predict works for every method, zero-shot included.
     images = tmp_path / "images"
     _write_split(zs, "base", images)
