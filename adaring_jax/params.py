@@ -2,8 +2,9 @@ r"""Trainable-parameter report of an experiment config, from shapes alone (no we
 
     python -m adaring_jax.params --config=configs/fewshot.py:method=mma,arch=vit_b16
 
-Prints one row per trainable tensor (name, shape, count) and, as the last line,
-`trainable parameters: N`.
+Prints one row per trainable tensor (name, shape, count), the totals by kind (a ring's
+layer-specific slices -- its first core, which carries the layer mode -- its layer-shared cores,
+dense kernels, biases, bank gates) and, as the last line, `trainable parameters: N`.
 """
 
 from __future__ import annotations
@@ -33,6 +34,27 @@ def report(config) -> tuple[list[tuple[str, tuple, int]], int]:
     return rows, sum(r[2] for r in rows)
 
 
+KINDS = ("ring cores, layer-specific slices", "ring cores, layer-shared", "dense kernels",
+         "biases", "bank gates")
+
+
+def kind(name: str) -> str:
+    """Which of KINDS a tensor of `report`'s rows is."""
+    if "/cores/" in name:
+        return KINDS[0] if name.endswith("/cores/0") else KINDS[1]
+    if name.startswith("gates/"):
+        return KINDS[4]
+    return KINDS[3] if "bias" in name else KINDS[2]
+
+
+def by_kind(rows) -> dict[str, int]:
+    """{kind: parameters} over `report`'s rows, in KINDS order, kinds present only."""
+    totals = {k: 0 for k in KINDS}
+    for name, _, n in rows:
+        totals[kind(name)] += n
+    return {k: n for k, n in totals.items() if n}
+
+
 def main(argv):
     del argv
     config = _CONFIG.value
@@ -42,6 +64,10 @@ def main(argv):
     print(f"{'tensor':<{width}}  {'shape':<18}{'count':>10}")
     for name, shape, n in rows:
         print(f"{name:<{width}}  {str(shape):<18}{n:>10,}")
+    if total:
+        print("by kind:")
+        for k, n in by_kind(rows).items():
+            print(f"  {k:<34}{n:>10,}  {n / total:6.1%}")
     print(f"trainable parameters: {total}")
 
 

@@ -4,6 +4,7 @@ variants, the same number of trials each, over the tuning seeds 1-3 -> a table a
     python benchmarks/fidelity_sweep.py                       # every trial, seeds 1-3
     python benchmarks/fidelity_sweep.py --trials=ring_default,mma_default --seeds=1
     python benchmarks/fidelity_sweep.py --list                # trials, budgets, no runs
+    python benchmarks/fidelity_sweep.py --curve               # HM against parameters
 
 Every trial is the default job (`configs/fewshot.py`, the embedded task) with the trial's
 config overrides, all with the generalization-aware loss weights of the default AdaRing
@@ -74,7 +75,19 @@ MMA_TRIALS = {
     "mma_crop05": ("mma", "crops of at least half the image", ["data.crop_scale=0.5"]),
     "mma_5epochs": ("mma", "5 epochs", ["optim.epochs=5"]),
 }
+# The parameter curve (`--curve`): HM against trainable parameters at the default recipe, for
+# one-bank rings of growing rank and MMA with narrower bottlenecks -- what the ring buys per
+# parameter, and what the budget costs. Not sweep trials: they may exceed the budget, and the
+# sweep's own points (CURVE_FROM_SWEEP) are reused.
+CURVE = {
+    "ring_rank8": ("adaring", "one bank of rank 8", ["adapter.ranks=[8]"]),
+    "ring_rank16": ("adaring", "one bank of rank 16", ["adapter.ranks=[16]"]),
+    "mma_hidden3": ("mma", "bottleneck 3 (MMA within the budget)", ["adapter.hidden=3"]),
+    "mma_hidden8": ("mma", "bottleneck 8", ["adapter.hidden=8"]),
+}
+CURVE_FROM_SWEEP = ("ring_single4", "ring_default", "mma_hidden16", "mma_default")
 TRIALS = {**RING_TRIALS, **MMA_TRIALS}
+EVERY = {**TRIALS, **CURVE}
 
 _TRIALS = flags.DEFINE_list("trials", list(TRIALS), "trials to run")
 _SEEDS = flags.DEFINE_list("seeds", ["1", "2", "3"], "tuning seeds")
@@ -83,10 +96,12 @@ _OUT = flags.DEFINE_string("out", os.path.join(REPO, "docs", "sweep"), "writes O
 _ARGS = flags.DEFINE_string("config_args", "", "extra configs/fewshot.py arguments (smoke: "
                             "the tiny random CLIP, for tests)")
 _LIST = flags.DEFINE_bool("list", False, "print the trials and their parameter counts only")
+_CURVE = flags.DEFINE_bool("curve", False, "run the parameter curve instead (writes "
+                           "docs/param_curve.md and .png unless --out is given)")
 
 
 def make_config(trial: str, seed: str):
-    method, _, overrides = TRIALS[trial]
+    method, _, overrides = EVERY[trial]
     arg = ",".join(filter(None, [f"method={method},seed={seed}", _ARGS.value]))
     config = fewshot.get_config(arg)
     config.unlock()
@@ -117,14 +132,14 @@ def check_budget(trials) -> dict[str, int]:
 
 
 def run_trial(trial: str, seed: str) -> dict:
-    if "{mma_default}" in json.dumps(TRIALS[trial][2]):
+    if "{mma_default}" in json.dumps(EVERY[trial][2]):
         run_trial("mma_default", seed)  # the dense run the warm start compresses
     return finished_run(make_config(trial, seed),
                         os.path.abspath(os.path.join(_ROOT.value, trial, f"seed{seed}")))
 
 
 def table(results: dict, counts: dict) -> list[dict]:
-    rows = [{"trial": t, "method": TRIALS[t][0], "what": TRIALS[t][1], "params": counts[t],
+    rows = [{"trial": t, "method": EVERY[t][0], "what": EVERY[t][1], "params": counts[t],
              **{k: mean_std([r["adapted"][k] for r in runs]) for k in ("base", "novel", "hm")}}
             for t, runs in results.items()]
     return sorted(rows, key=lambda r: -r["hm"][0])
@@ -163,9 +178,53 @@ def plot(rows, path: str):
     plt.close(fig)
 
 
+def curve_markdown(rows, seeds, mma: int) -> str:
+    lines = [f"Seeds {', '.join(seeds)}; the default recipe with the generalization-aware loss "
+             "weights for both methods. `python benchmarks/fidelity_sweep.py --curve`.", "",
+             "| trial | what | trainable params | of MMA | base | novel | HM |",
+             "|---|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: (r["method"], r["params"])):
+        cells = [f"{r[k][0]:.2f} +- {r[k][1]:.2f}" for k in ("base", "novel", "hm")]
+        lines.append(f"| {r['trial']} | {r['what']} | {r['params']:,} | "
+                     f"{r['params'] / mma:.1%} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def curve_plot(rows, mma: int, path: str):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for method, colour, name in (("adaring", "tab:blue", "AdaRing rings"),
+                                 ("mma", "tab:orange", "MMA, bottleneck 3 / 8 / 16 / 32")):
+        pts = sorted((r["params"], r["hm"]) for r in rows if r["method"] == method)
+        ax.errorbar([p for p, _ in pts], [h[0] for _, h in pts], yerr=[h[1] for _, h in pts],
+                    marker="o", capsize=3, color=colour, label=name)
+    ax.axvline(BUDGET * mma, color="grey", ls="--", lw=1, label=f"{BUDGET:.0%} of MMA")
+    ax.set_xscale("log")
+    ax.set_xlabel("trainable parameters")
+    ax.set_ylabel("HM, mean +- std over the tuning seeds")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run_curve():
+    trials = list(CURVE_FROM_SWEEP) + list(CURVE)
+    counts = {t: trainable(make_config(t, "1")) for t in trials}
+    mma = counts["mma_default"]
+    rows = table({t: [run_trial(t, s) for s in _SEEDS.value] for t in trials}, counts)
+    out = _OUT.value if _OUT.present else os.path.join(REPO, "docs", "param_curve")
+    write_report(out, curve_markdown(rows, _SEEDS.value, mma),
+                 lambda path: curve_plot(rows, mma, path))
+
+
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
+    if _CURVE.value:
+        return run_curve()
     unknown = sorted(set(_TRIALS.value) - set(TRIALS))
     if unknown:
         raise app.UsageError(f"unknown trials {unknown}; valid: {', '.join(TRIALS)}")

@@ -42,6 +42,11 @@ def test_default_adaring_trains_at_most_ten_percent_of_mma():
     biases = k * 8 * 3 * 32 + 8 * (768 + 512)  # Down/Shared per bank; one shared Up bias
     assert total == rings + biases + 2 * 8 * k  # + per-layer gates
     assert total == 30_736
+    # By kind: each family's first core is its layer-specific slices (rank x 8 layers x rank).
+    slices = 5 * sum(8 * r * r for r in config.adapter.ranks)
+    assert params_report.by_kind(params_report.report(config)[0]) == {
+        "ring cores, layer-specific slices": slices, "ring cores, layer-shared": rings - slices,
+        "biases": biases, "bank gates": 2 * 8 * k}
 
 
 def test_zeroshot_has_no_trainable_params():

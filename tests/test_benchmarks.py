@@ -79,3 +79,14 @@ def test_fidelity_sweep_keeps_the_budget_and_runs_a_warm_start(tmp_path):
     assert "| ring_warm_mma | adaring |" in table and (tmp_path / "sweep.png").exists()
     # The warm start trained the dense run it compresses first.
     assert (tmp_path / "runs" / "mma_default" / "seed1" / "results.json").exists()
+    # The parameter curve reuses the sweep's points and adds its own, over the budget too.
+    curve = subprocess.run(
+        [sys.executable, "benchmarks/fidelity_sweep.py", "--config_args=smoke", "--seeds=1",
+         "--curve", f"--root={tmp_path}/runs", f"--out={tmp_path}/curve"], cwd=ROOT,
+        capture_output=True, text=True, timeout=600, env=env)
+    assert curve.returncode == 0, curve.stderr[-2000:]
+    lines = (tmp_path / "curve.md").read_text().splitlines()
+    assert [r.split(" | ")[0] for r in lines if r.startswith("| ring_") or r.startswith("| mma_")] \
+        == ["| ring_single4", "| ring_default", "| ring_rank8", "| ring_rank16",
+            "| mma_hidden3", "| mma_hidden8", "| mma_hidden16", "| mma_default"]
+    assert (tmp_path / "curve.png").exists()
