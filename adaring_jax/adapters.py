@@ -56,6 +56,7 @@ class AdapterSpec:
     max_mode: int = 16  # adaring: split wide modes into factors <= max_mode (0: no split)
     bias: str = "dense"  # adaring: one of BIAS_MODES
     init_scale: float = 1.0  # adaring: ring init std in units of MMA's Kaiming std
+    layer_rank: int = 0  # adaring: rank of the two bonds of each ring's layer core (0: the bank's)
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -64,6 +65,8 @@ class AdapterSpec:
             raise ValueError(f"method {self.method!r} needs at least one adapted layer")
         if self.method == "adaring" and (not self.ranks or min(self.ranks) < 1):
             raise ValueError(f"adaring ranks must be positive integers, got {self.ranks}")
+        if self.layer_rank < 0:
+            raise ValueError(f"layer_rank must be >= 0 (0: the bank's rank), got {self.layer_rank}")
         if self.bias not in BIAS_MODES:
             raise ValueError(f"unknown bias mode {self.bias!r}; valid: {', '.join(BIAS_MODES)}")
 
@@ -73,6 +76,12 @@ class AdapterSpec:
 
     def modes(self, n: int) -> tuple[int, ...]:
         return tr.factorize(n, self.max_mode) if self.max_mode else (n,)
+
+    def bond_ranks(self, rank: int, num_cores: int) -> tuple[int, ...]:
+        """Bond ranks of a ring of `num_cores` cores in a bank of `rank`: bond k enters core k,
+        so bonds 0 and 1 are the layer core's (`layer_rank` when set), the others `rank`."""
+        layer = self.layer_rank or rank
+        return (layer, layer) + (rank,) * (num_cores - 2)
 
     def bias_rows(self) -> int:
         """Rows of an adaring bias array: one per layer, one shared by all, or none."""
@@ -130,7 +139,7 @@ def init(spec: AdapterSpec, seed: int) -> Params:
         bank: Params = {}
         for (owner, fam), (i, o) in fams.items():
             modes = (n, *spec.modes(i), *spec.modes(o))
-            entry = {"cores": tr.tr_init(rng, (rank,) * len(modes), modes,
+            entry = {"cores": tr.tr_init(rng, spec.bond_ranks(rank, len(modes)), modes,
                                          spec.init_scale * _kaiming_fan_out(o),
                                          zero_first=fam == "up")}
             if fam != "up" and rows:
@@ -322,7 +331,7 @@ def from_dense(mma_params: Params, spec: AdapterSpec, rel_eps: float | None = 1e
         node = mma_params[fam] if owner == "shared" else mma_params[owner][fam]
         w = jnp.asarray(node["kernel"])
         modes = (spec.num_layers, *spec.modes(i), *spec.modes(o))
-        ranks = None if max_rank is None else (max_rank,) * len(modes)
+        ranks = None if max_rank is None else spec.bond_ranks(max_rank, len(modes))
         cores = tr.tr_svd(w.reshape(modes), rel_eps=rel_eps, ranks=ranks)
         name = fam if owner == "shared" else f"{owner}/{fam}"
         errors[name] = tr.relative_error(cores, w.reshape(modes))
@@ -342,4 +351,4 @@ def spec_from_config(config, model_config: clip.CLIPConfig) -> AdapterSpec:
     return make_spec(config.method, model_config, a.start, a.end, hidden=a.hidden,
                      alpha=a.alpha, unscaled_grads=a.unscaled_grads, ranks=tuple(a.ranks),
                      max_mode=a.max_mode, bias=a.get("bias", "dense"),
-                     init_scale=a.get("init_scale", 1.0))
+                     init_scale=a.get("init_scale", 1.0), layer_rank=a.get("layer_rank", 0))

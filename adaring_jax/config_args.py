@@ -83,6 +83,9 @@ def base_config(protocol: str, arg: ml_collections.ConfigDict) -> ml_collections
     # adaring biases (Down, Shared, Up): "dense" per layer, "shared" by all layers, "none".
     c.adapter.bias = "dense"
     c.adapter.init_scale = 1.0  # adaring: ring init std in units of MMA's Kaiming std
+    # adaring: rank of the two bonds of each ring's layer core, the only layer-specific part
+    # (0: the bank's rank); more room for what differs between layers.
+    c.adapter.layer_rank = 0
     # A finished run whose adapters start this one (runs.initial_adapters): the same spec is
     # copied; an mma run is TR-SVD compressed into a one-bank adaring (ranks=R). With
     # optim.epochs=0 the warm start is evaluated untrained (python -m adaring_jax.compress).

@@ -121,6 +121,7 @@ def _validate_adaptation(config) -> None:
             _number("adapter.max_mode", a.max_mode, 0, integer=True)
             _choice("adapter.bias", a.get("bias", "dense"), adapters.BIAS_MODES)
             _number("adapter.init_scale", a.get("init_scale", 1.0), 0, low_open=True)
+            _number("adapter.layer_rank", a.get("layer_rank", 0), 0, integer=True)
             for field in ("lr_layer_core", "lr_shared_cores"):
                 _number(f"optim.{field}", config.optim.get(field, 1.0), 0)
             if a.max_mode == 1:

@@ -29,7 +29,8 @@ LOCK = ".lock"
 # Config fields added after runs were made, at the value that changes nothing: left out of
 # fingerprints (saved or new) while they hold it, so runs made before them keep resuming.
 NEUTRAL = {("adapter", "init_from"): "", ("adapter", "bias"): "dense",
-           ("adapter", "init_scale"): 1.0, ("optim", "lr_layer_core"): 1.0,
+           ("adapter", "init_scale"): 1.0, ("adapter", "layer_rank"): 0,
+           ("optim", "lr_layer_core"): 1.0,
            ("optim", "lr_shared_cores"): 1.0}
 
 

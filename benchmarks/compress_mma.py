@@ -63,13 +63,31 @@ def compressibility(trained, init, spec, rank: int) -> dict[str, float]:
             for k, v in out.items()}
 
 
+def layer_sharing(trained, init, spec, seed: int) -> dict[str, float]:
+    """Cross-layer redundancy, the ring's premise: the share of a stack's energy in the top
+    singular value of its layer unfolding (N x I*O), averaged over the kernel families, for
+    the trained weights W, their update dW, and Gaussian noise of the same shape (layers
+    unrelated: about 1/N plus sampling noise). 1.0 means every layer holds the same matrix up
+    to scale."""
+    rng = np.random.default_rng(seed)
+    out: dict[str, list[float]] = {}
+    for (owner, fam), _ in spec.families().items():
+        get = lambda p: np.asarray(p[fam]["kernel"] if owner == "shared"  # noqa: E731
+                                   else p[owner][fam]["kernel"], np.float64)
+        w, w0 = get(trained), get(init)
+        for name, x in (("W", w), ("dW", w - w0), ("noise", rng.standard_normal(w.shape))):
+            sv = np.linalg.svd(x.reshape(x.shape[0], -1), compute_uv=False)
+            out.setdefault(name, []).append(float(sv[0] ** 2 / np.sum(sv ** 2)))
+    return {k: float(np.mean(v)) for k, v in out.items()}
+
+
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
     ranks = [int(r) for r in _RANKS.value]
     steps = _FINETUNE.value
     rows = {r: {"params": 0, "error": [], "hm0": [], "hm": [], "why": []} for r in ranks}
-    mma_hm, mma_params = [], 0
+    mma_hm, mma_params, sharing = [], 0, []
     for seed in _SEEDS.value:
         mma_dir = os.path.join(_ROOT.value, "mma", f"seed{seed}")
         arg = ",".join(filter(None, [f"method=mma,seed={seed}", _ARGS.value]))
@@ -81,6 +99,7 @@ def main(argv):
         mma_spec = adapters.spec_from_config(rec.config, model_config)
         mma_weights = runs.restore_adapters(rec, mma_spec)
         mma_init = adapters.init(mma_spec, rec.config.seed)  # what training started from
+        sharing.append(layer_sharing(mma_weights, mma_init, mma_spec, rec.config.seed))
         for r in ranks:
             rows[r]["why"].append(compressibility(mma_weights, mma_init, mma_spec, r))
             report = compress.compress_report(mma_weights, rec.config, model_config, r)
@@ -113,6 +132,13 @@ def main(argv):
         why = {k: statistics.mean(w[k] for w in rows[r]["why"]) for k in rows[r]["why"][0]}
         lines.append(f"| {r} | " + " | ".join(f"{why[k]:.3f}" for k in keys)
                      + f" | {why['params split']:,.0f} | {why['params unsplit']:,.0f} |")
+    n = mma_spec.num_layers
+    lines += ["", f"Shared across the {n} adapted layers? Share of each stack's energy in the top "
+              f"singular value of its layer unfolding ({n} x I*O), mean over families and seeds "
+              f"(1.0: one matrix for every layer; unrelated layers: about 1/{n} = {1 / n:.2f}).",
+              "", "| W | dW = W - W_init | Gaussian noise, same shape |", "|---|---|---|",
+              "| " + " | ".join(f"{statistics.mean(s[k] for s in sharing):.3f}"
+                                for k in ("W", "dW", "noise")) + " |"]
     write_report(_OUT.value, "\n".join(lines) + "\n")
 
 

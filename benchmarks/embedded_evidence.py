@@ -38,7 +38,7 @@ VARIANTS = {
 _VARIANTS = flags.DEFINE_list("variants", list(VARIANTS), f"of {', '.join(VARIANTS)}")
 _SEEDS = flags.DEFINE_list("seeds", ["1", "2", "3"], "seeds")
 _ROOT = flags.DEFINE_string("root", "runs/evidence", "workdirs: ROOT/VARIANT/seedS")
-_OUT = flags.DEFINE_string("out", os.path.join(REPO, "docs", "evidence"),
+_OUT = flags.DEFINE_string("out", os.path.join(REPO, "docs", "evidence_runs"),
                            "writes OUT.md and OUT.png")
 _SINGLE_RANK = flags.DEFINE_integer("single_rank", 0,
                                     "rank of the single AdaRing (0: the default's largest)")

@@ -76,11 +76,13 @@ def _spec(method, **kw):
     return adapters.make_spec(method, clip.PRESETS["tiny"], 2, 4, hidden=8, **kw)
 
 
-@pytest.mark.parametrize("ranks,bias", [((3,), "dense"), ((2, 4, 8), "dense"),
-                                        ((2, 4), "shared"), ((3,), "none")])
-def test_fresh_adaring_is_exactly_zero_shot_with_nonzero_gradient(tiny, ranks, bias):
+@pytest.mark.parametrize("ranks,bias,layer_rank", [((3,), "dense", 0), ((2, 4, 8), "dense", 0),
+                                                   ((2, 4), "shared", 0), ((3,), "none", 0),
+                                                   ((2, 4), "dense", 6)])
+def test_fresh_adaring_is_exactly_zero_shot_with_nonzero_gradient(tiny, ranks, bias,
+                                                                  layer_rank):
     model, params, pixels, ids = tiny
-    spec = _spec("adaring", ranks=ranks, max_mode=4, bias=bias)
+    spec = _spec("adaring", ranks=ranks, max_mode=4, bias=bias, layer_rank=layer_rank)
     a = adapters.init(spec, 1)
     # Backbone and inputs are jit arguments, as in training: closed-over constants would be
     # constant-folded by XLA's evaluator, whose rounding differs from the compiled kernels'.
@@ -259,16 +261,32 @@ def test_from_dense_recovers_a_low_tr_rank_bank():
     assert ring_size < adapters.count(mma_spec) / 2
 
 
+def test_layer_rank_widens_only_the_layer_cores_bonds():
+    base = _spec("adaring", ranks=(2, 4), max_mode=4)
+    wide = dataclasses.replace(base, layer_rank=6)
+    extra = 0
+    for (_, _), (i, o) in base.families().items():
+        modes = (base.num_layers, *base.modes(i), *base.modes(o))
+        for r in base.ranks:  # core 0 (6, N, 6), core 1 (6, m1, r), last core (r, m_last, 6)
+            extra += (36 - r * r) * modes[0] + (6 - r) * r * (modes[1] + modes[-1])
+    assert adapters.count(wide) - adapters.count(base) == extra
+    cores = adapters.init(wide, 1)["bank_0"]["vision"]["down"]["cores"]
+    assert cores[0].shape[::2] == (6, 6) and cores[1].shape[0] == 6 and cores[-1].shape[2] == 6
+    assert all(c.shape[::2] == (2, 2) for c in cores[2:-1])
+    with pytest.raises(ValueError, match="layer_rank must be >= 0"):
+        dataclasses.replace(base, layer_rank=-1)
+
+
 def test_from_dense_with_a_rank_cap_has_the_shapes_of_a_uniform_rank_spec():
     mma_spec = _spec("mma")
     dense = _randomize(adapters.init(mma_spec, 3), 4, std=0.5)
-    for rank in (1, 3, 4):
-        ring_spec = _spec("adaring", ranks=(rank,), max_mode=4)
+    for rank, layer_rank in ((1, 0), (3, 0), (4, 0), (2, 5)):
+        ring_spec = _spec("adaring", ranks=(rank,), max_mode=4, layer_rank=layer_rank)
         params, errors, found = adapters.from_dense(dense, ring_spec, rel_eps=None,
                                                     max_rank=rank)
         want = jax.tree.map(lambda x: x.shape, adapters.param_shapes(ring_spec))
         assert jax.tree.map(lambda x: x.shape, params) == want
-        assert all(max(r) <= rank for r in found.values())
+        assert all(max(r) <= max(rank, layer_rank) for r in found.values())
         # The zero padding changes nothing: the padded ring materializes to the same stack.
         got = adapters.layer_adapters(params, ring_spec)["vision"].kernels[0]
         w = dense["vision"]["down"]["kernel"]
@@ -384,7 +402,7 @@ def test_new_fields_at_their_neutral_value_leave_the_fingerprint_unchanged(tmp_p
     older["adapter"]["init_from"] = ""  # a workdir that recorded a field at its neutral value
     (tmp_path / "experiment.json").write_text(json.dumps(older))
     workdir.check(str(tmp_path), default)
-    assert {"bias", "init_scale", "init_from"}.isdisjoint(default["adapter"])
+    assert {"bias", "init_scale", "init_from", "layer_rank"}.isdisjoint(default["adapter"])
     assert {"lr_layer_core", "lr_shared_cores"}.isdisjoint(default["optim"])
     config = fewshot.get_config()
     config.unlock()
