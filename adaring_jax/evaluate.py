@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from adaring_jax import adapters, data, losses, objective, sharding
+from adaring_jax import adapters, data, objective, sharding
 from adaring_jax.models import clip
 
 

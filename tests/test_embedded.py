@@ -10,7 +10,7 @@ import pytest
 
 from adaring_jax import config_args, params as params_report, pretrain, sharding, validation
 from adaring_jax.data import shapes
-from adaring_jax.models import clip, convert, tokenizer
+from adaring_jax.models import convert, tokenizer
 from configs import fewshot
 
 

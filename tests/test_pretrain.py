@@ -6,9 +6,9 @@ import os
 import jax.numpy as jnp
 import numpy as np
 
-from adaring_jax import pretrain, train
+from adaring_jax import pretrain
 from adaring_jax.data import shapes
-from adaring_jax.models import clip, convert, tokenizer
+from adaring_jax.models import convert, tokenizer
 from configs import pretrain_shapes
 
 

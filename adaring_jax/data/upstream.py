@@ -84,8 +84,8 @@ class _AllowListUnpickler(pickle.Unpickler):
 def load_pickle(path: str, keys: tuple[str, ...]) -> dict[str, list[Datum]]:
     """An upstream pickle `{key: [Datum, ...]}`, read with an allow-list; anything else is
     refused with a DataError that names the file and what to do."""
-    advice = (f"delete or move it to let this run draw the few-shot set itself, or replace it "
-              f"with the file Dassl wrote")
+    advice = ("delete or move it to let this run draw the few-shot set itself, or replace it "
+              "with the file Dassl wrote")
     try:
         with open(path, "rb") as f:
             table = _AllowListUnpickler(f).load()
