@@ -30,6 +30,8 @@ from adaring_jax.models import convert  # noqa: E402
 from configs import fewshot  # noqa: E402
 from experiments import finished_run, mean_std, write_report  # noqa: E402
 
+EPOCHS = 10  # the MMA runs' schedule: the embedded recipe's when this experiment was made
+
 _RANKS = flags.DEFINE_list("ranks", ["1", "2", "4", "8", "16"], "ring ranks R")
 _SEEDS = flags.DEFINE_list("seeds", ["1", "2", "3"], "seeds")
 _FINETUNE = flags.DEFINE_integer("finetune_steps", 64, "fine-tuning steps after compressing")
@@ -91,7 +93,10 @@ def main(argv):
     for seed in _SEEDS.value:
         mma_dir = os.path.join(_ROOT.value, "mma", f"seed{seed}")
         arg = ",".join(filter(None, [f"method=mma,seed={seed}", _ARGS.value]))
-        mma = finished_run(fewshot.get_config(arg), mma_dir)
+        config = fewshot.get_config(arg)
+        config.unlock()
+        config.optim.epochs = EPOCHS
+        mma = finished_run(config, mma_dir)
         mma_hm.append(mma["adapted"]["hm"])
         mma_params = mma["trainable_params"]
         rec = runs.read(mma_dir)

@@ -1,13 +1,15 @@
 r"""The fidelity sweep (issue 13): AdaRing variants at <= 10% of MMA's parameters against MMA
 variants, the same number of trials each, over the tuning seeds 1-3 -> a table and a plot.
+Twelve trials per method change one axis of the default; the last three per method combine
+what helped there (chosen from the seeds 1-3 results, the same number for both).
 
     python benchmarks/fidelity_sweep.py                       # every trial, seeds 1-3
     python benchmarks/fidelity_sweep.py --trials=ring_default,mma_default --seeds=1
     python benchmarks/fidelity_sweep.py --list                # trials, budgets, no runs
     python benchmarks/fidelity_sweep.py --curve               # HM against parameters
 
-Every trial is the default job (`configs/fewshot.py`, the embedded task) with the trial's
-config overrides, all with the generalization-aware loss weights of the default AdaRing
+Every trial is the default job (`configs/fewshot.py`, the embedded task) at the sweep's base
+schedule (SWEEP_BASE: 10 epochs, one learning rate) with the trial's config overrides, all with the generalization-aware loss weights of the default AdaRing
 (`recipes.GENERALIZATION_LOSS`) unless the trial sets them: MMA is compared with the same
 loss. An AdaRing trial over the budget (10% of MMA's trainable parameters on this model,
 counted by `adapters.count` as `python -m adaring_jax.params` does) is refused before any run.
@@ -34,6 +36,9 @@ from configs import fewshot, recipes  # noqa: E402
 from experiments import finished_run, mean_std, override, write_report  # noqa: E402
 
 BUDGET = 0.10  # of MMA's trainable parameters
+# The schedule every trial starts from: the embedded recipe as it was when the sweep chose the
+# default (it has 20 epochs and AdaRing's layer-core rate since), so trials stay what they were.
+SWEEP_BASE = ["optim.epochs=10", "optim.lr_layer_core=1.0"]
 
 # name -> (method, what the trial tests, overrides key=value as config fields)
 RING_TRIALS = {
@@ -57,6 +62,14 @@ RING_TRIALS = {
                            ["optim.lr=0.03", "optim.warmup_steps=32"]),
     "ring_warm_mma": ("adaring", "TR-SVD warm start from MMA (rank 4), then the full schedule",
                       ["adapter.ranks=[4]", "adapter.init_from=\"{mma_default}\""]),
+    "ring_layer8_r3": ("adaring", "one bank of rank 3, layer-core bonds 8",
+                       ["adapter.ranks=[3]", "adapter.layer_rank=8"]),
+    "ring_20epochs_lr_layer4": ("adaring", "20 epochs, layer-slice cores at 4x lr",
+                                ["optim.epochs=20", "optim.lr_layer_core=4.0"]),
+    "ring_20epochs_layer8_r3": ("adaring", "20 epochs, layer-slice cores at 4x lr, one bank of "
+                                "rank 3 with layer-core bonds 8",
+                                ["optim.epochs=20", "optim.lr_layer_core=4.0",
+                                 "adapter.ranks=[3]", "adapter.layer_rank=8"]),
 }
 MMA_TRIALS = {
     "mma_default": ("mma", "MMA with the embedded recipe", []),
@@ -74,6 +87,14 @@ MMA_TRIALS = {
     "mma_wd": ("mma", "weight decay 1e-2", ["optim.weight_decay=0.01"]),
     "mma_crop05": ("mma", "crops of at least half the image", ["data.crop_scale=0.5"]),
     "mma_5epochs": ("mma", "5 epochs", ["optim.epochs=5"]),
+    "mma_20epochs_alpha1": ("mma", "20 epochs, branch scale 1",
+                            ["optim.epochs=20", "adapter.alpha=1.0"]),
+    "mma_20epochs_lr3e-2_warmup": ("mma", "20 epochs, lr 3e-2 with 32 warmup steps",
+                                   ["optim.epochs=20", "optim.lr=0.03",
+                                    "optim.warmup_steps=32"]),
+    "mma_20epochs_alpha1_lr3e-2": ("mma", "20 epochs, branch scale 1, lr 3e-2 with 32 warmup "
+                                   "steps", ["optim.epochs=20", "adapter.alpha=1.0",
+                                             "optim.lr=0.03", "optim.warmup_steps=32"]),
 }
 # The parameter curve (`--curve`): HM against trainable parameters at the default recipe, for
 # one-bank rings of growing rank and MMA with narrower bottlenecks -- what the ring buys per
@@ -108,7 +129,7 @@ def make_config(trial: str, seed: str):
     for key, value in recipes.GENERALIZATION_LOSS.items():  # every method, the same loss
         config.loss[key] = value
     mma_dir = os.path.abspath(os.path.join(_ROOT.value, "mma_default", f"seed{seed}"))
-    for item in overrides:
+    for item in SWEEP_BASE + overrides:
         override(config, item.replace("{mma_default}", mma_dir))
     config.lock()
     return config
