@@ -42,7 +42,7 @@ SWEEP_BASE = ["optim.epochs=10", "optim.lr_layer_core=1.0"]
 
 # name -> (method, what the trial tests, overrides key=value as config fields)
 RING_TRIALS = {
-    "ring_default": ("adaring", "the default (banks 2+4, dense biases)", []),
+    "ring_default": ("adaring", "the sweep's base (banks 2+4, dense biases)", []),
     "ring_single4": ("adaring", "one bank of rank 4", ["adapter.ranks=[4]"]),
     "ring_unsplit2": ("adaring", "modes N x I x O (no splitting), rank 2",
                       ["adapter.max_mode=0", "adapter.ranks=[2]"]),
@@ -72,7 +72,7 @@ RING_TRIALS = {
                                  "adapter.ranks=[3]", "adapter.layer_rank=8"]),
 }
 MMA_TRIALS = {
-    "mma_default": ("mma", "MMA with the embedded recipe", []),
+    "mma_default": ("mma", "MMA at the sweep's base", []),
     "mma_lr3e-3": ("mma", "lr 3e-3", ["optim.lr=0.003"]),
     "mma_lr3e-2_warmup": ("mma", "lr 3e-2 with 32 warmup steps",
                           ["optim.lr=0.03", "optim.warmup_steps=32"]),
@@ -200,8 +200,9 @@ def plot(rows, path: str):
 
 
 def curve_markdown(rows, seeds, mma: int) -> str:
-    lines = [f"Seeds {', '.join(seeds)}; the default recipe with the generalization-aware loss "
-             "weights for both methods. `python benchmarks/fidelity_sweep.py --curve`.", "",
+    lines = [f"Seeds {', '.join(seeds)}; the sweep's 10-epoch base with the "
+             "generalization-aware loss weights for both methods. "
+             "`python benchmarks/fidelity_sweep.py --curve`.", "",
              "| trial | what | trainable params | of MMA | base | novel | HM |",
              "|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: (r["method"], r["params"])):
