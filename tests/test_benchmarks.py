@@ -85,8 +85,12 @@ def test_fidelity_sweep_keeps_the_budget_and_runs_a_warm_start(tmp_path):
          "--curve", f"--root={tmp_path}/runs", f"--out={tmp_path}/curve"], cwd=ROOT,
         capture_output=True, text=True, timeout=600, env=env)
     assert curve.returncode == 0, curve.stderr[-2000:]
-    lines = (tmp_path / "curve.md").read_text().splitlines()
-    assert [r.split(" | ")[0] for r in lines if r.startswith("| ring_") or r.startswith("| mma_")] \
-        == ["| ring_single4", "| ring_default", "| ring_rank8", "| ring_rank16",
-            "| mma_hidden3", "| mma_hidden8", "| mma_hidden16", "| mma_default"]
+    rows = [r.split(" | ") for r in (tmp_path / "curve.md").read_text().splitlines()
+            if r.startswith("| ring_") or r.startswith("| mma_")]
+    names = [r[0][2:] for r in rows]
+    assert sorted(names) == sorted(["ring_single4", "ring_default", "ring_rank8", "ring_rank16",
+                                    "mma_hidden3", "mma_hidden8", "mma_hidden16", "mma_default"])
+    # AdaRing rows first, then MMA's, each by growing parameter count.
+    key = [(not n.startswith("ring_"), int(r[2].replace(",", ""))) for n, r in zip(names, rows)]
+    assert key == sorted(key)
     assert (tmp_path / "curve.png").exists()
