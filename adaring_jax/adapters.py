@@ -9,8 +9,8 @@ the adapted layers, applied as `Block_l(x) + alpha * A_l(LN1_l(x))`.
   zero biases).
 - `adaring`: every kernel family, stacked over layers to (N, I, O), is a tensor ring whose first
   core holds the layer-specific slices and whose other cores (I and O split into small modes)
-  are shared by all layers. Down/Shared biases stay dense (h per layer); the Up bias is one dense
-  (N, d) array shared by the banks. `ranks` gives one ring rank per bank: K = 1 is single AdaRing;
+  are shared by all layers. Down/Shared biases are dense (h per layer) by default; the Up bias
+  is one (N, d) array shared by the banks (`bias`: BIAS_MODES). `ranks` gives one ring rank per bank: K = 1 is single AdaRing;
   K > 1 mixes the banks per layer with softmax gates. Because ReLU acts elementwise, the gated sum
   of K bottleneck MLPs is one MLP with concatenated Down, block-diagonal Shared and gate-scaled
   stacked Up, which is what the towers receive.
@@ -38,7 +38,10 @@ from adaring_jax import tensor_ring as tr
 from adaring_jax.models import clip
 
 METHODS = ("zeroshot", "mma", "adaring")
-BIAS_MODES = ("dense", "shared", "none")  # adaring: per layer, one for all layers, no biases
+# adaring biases: per layer; one for all layers; none; per layer as a tensor ring over
+# (N, modes of the width) with the bank's ranks (the Up bias: the largest bank's), first core
+# zero so the bias starts at zero with a gradient.
+BIAS_MODES = ("dense", "shared", "none", "ring")
 TOWERS = ("vision", "text")
 Params = dict[str, Any]
 
@@ -85,7 +88,7 @@ class AdapterSpec:
 
     def bias_rows(self) -> int:
         """Rows of an adaring bias array: one per layer, one shared by all, or none."""
-        return {"dense": self.num_layers, "shared": 1, "none": 0}[self.bias]
+        return {"dense": self.num_layers, "shared": 1, "none": 0, "ring": 0}[self.bias]
 
     def families(self) -> dict[tuple[str, str], tuple[int, int]]:
         """(owner, family) -> (I, O) of the kernel family; owner is a tower or 'shared'."""
@@ -144,13 +147,25 @@ def init(spec: AdapterSpec, seed: int) -> Params:
                                          zero_first=fam == "up")}
             if fam != "up" and rows:
                 entry["bias"] = zeros((rows, o))
+            elif fam != "up" and spec.bias == "ring":
+                entry["bias"] = _bias_ring(rng, spec, rank, o)
             (bank.setdefault(owner, {}) if owner != "shared" else bank)[fam] = entry
         params[f"bank_{b}"] = bank
     if rows:
         params["up_bias"] = {t: zeros((rows, d)) for t, d in zip(TOWERS, spec.widths)}
+    elif spec.bias == "ring":
+        params["up_bias"] = {t: _bias_ring(rng, spec, max(spec.ranks), d)
+                             for t, d in zip(TOWERS, spec.widths)}
     if len(spec.ranks) > 1:
         params["gates"] = {t: zeros((n, len(spec.ranks))) for t in TOWERS}
     return params
+
+
+def _bias_ring(rng, spec: AdapterSpec, rank: int, width: int) -> list[jax.Array]:
+    """A zero (N, width) bias stack as a tensor ring over (N, modes of width)."""
+    modes = (spec.num_layers, *spec.modes(width))
+    return tr.tr_init(rng, spec.bond_ranks(rank, len(modes)), modes, _kaiming_fan_out(width),
+                      zero_first=True)
 
 
 def param_shapes(spec: AdapterSpec) -> Params:
@@ -213,10 +228,13 @@ def bank_weights(params: Params, spec: AdapterSpec) -> list[dict[str, tuple]]:
 
 
 def _layer_bias(node: Params, spec: AdapterSpec, width: int) -> jax.Array:
-    """(N, width) per-layer biases of an adaring family: its own, broadcast, or zeros."""
+    """(N, width) per-layer biases of an adaring family: its own, broadcast, contracted from
+    its ring, or zeros."""
     bias = node.get("bias")
     if bias is None:
         return jnp.zeros((spec.num_layers, width), jnp.float32)
+    if isinstance(bias, (list, tuple)):  # bias="ring"
+        return tr.tr_full(bias).reshape(spec.num_layers, width)
     return jnp.broadcast_to(bias, (spec.num_layers, width))
 
 

@@ -78,7 +78,7 @@ def _spec(method, **kw):
 
 @pytest.mark.parametrize("ranks,bias,layer_rank", [((3,), "dense", 0), ((2, 4, 8), "dense", 0),
                                                    ((2, 4), "shared", 0), ((3,), "none", 0),
-                                                   ((2, 4), "dense", 6)])
+                                                   ((2, 4), "dense", 6), ((2, 4), "ring", 0)])
 def test_fresh_adaring_is_exactly_zero_shot_with_nonzero_gradient(tiny, ranks, bias,
                                                                   layer_rank):
     model, params, pixels, ids = tiny
@@ -117,8 +117,21 @@ def test_bias_modes_and_init_scale():
     w1 = adapters.layer_adapters(adapters.init(dense, 5), dense)["vision"].kernels[0]
     w3 = adapters.layer_adapters(adapters.init(big, 5), big)["vision"].kernels[0]
     np.testing.assert_allclose(w3, 3.0 * w1, rtol=1e-4, atol=1e-5)
-    with pytest.raises(ValueError, match="valid: dense, shared, none"):
-        dataclasses.replace(dense, bias="ring")
+    with pytest.raises(ValueError, match="valid: dense, shared, none, ring"):
+        dataclasses.replace(dense, bias="tensor")
+    # bias="ring": each Down/Shared bias stack is a ring over (N, modes of h) at the bank's
+    # rank, each Up bias one at the largest rank; every ring's first core starts at zero.
+    ring = dataclasses.replace(dense, bias="ring")
+    mode_sum = lambda w: n + sum(ring.modes(w))  # noqa: E731
+    rings = sum(3 * r * r * mode_sum(h) for r in ring.ranks) \
+        + sum(max(ring.ranks) ** 2 * mode_sum(d) for d in (dv, dt))
+    assert adapters.count(ring) - adapters.count(none) == rings
+    fresh = adapters.init(ring, 1)
+    assert float(jnp.abs(adapters.layer_adapters(fresh, ring)["text"].biases[2]).max()) == 0.0
+    g = jax.grad(lambda a: sum(jnp.sum(jnp.sin(b)) for b in
+                               adapters.layer_adapters(a, ring)["vision"].biases))(fresh)
+    assert float(jnp.abs(g["up_bias"]["vision"][0]).max()) > 0
+    assert float(jnp.abs(g["bank_1"]["shared"]["bias"][0]).max()) > 0
 
 
 def test_core_learning_rate_multipliers_scale_one_sgd_step():
