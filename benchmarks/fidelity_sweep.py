@@ -1,6 +1,6 @@
 r"""The fidelity sweep (issue 13): AdaRing variants at <= 10% of MMA's parameters against MMA
 variants, the same number of trials each, over the tuning seeds 1-3 -> a table and a plot.
-Fourteen trials per method change one axis of the base; three per method combine what helped
+Fourteen trials per method change one axis of the base; four per method combine what helped
 there (chosen from the seeds 1-3 results, the same number for both).
 
     python benchmarks/fidelity_sweep.py                       # every trial, seeds 1-3
@@ -66,6 +66,9 @@ RING_TRIALS = {
                        ["adapter.ranks=[3]", "adapter.layer_rank=8"]),
     "ring_ringbias": ("adaring", "biases as tensor rings (banks 2+4)", ["adapter.bias=\"ring\""]),
     "ring_crop05": ("adaring", "crops of at least half the image", ["data.crop_scale=0.5"]),
+    "ring_20epochs_crop05": ("adaring", "20 epochs, layer-slice cores at 4x lr, crops of at "
+                             "least half the image", ["optim.epochs=20", "optim.lr_layer_core=4.0",
+                                                      "data.crop_scale=0.5"]),
     "ring_20epochs_lr_layer4": ("adaring", "20 epochs, layer-slice cores at 4x lr",
                                 ["optim.epochs=20", "optim.lr_layer_core=4.0"]),
     "ring_20epochs_layer8_r3": ("adaring", "20 epochs, layer-slice cores at 4x lr, one bank of "
@@ -94,6 +97,8 @@ MMA_TRIALS = {
     "mma_crop08": ("mma", "crops of at least 0.8 of the image", ["data.crop_scale=0.8"]),
     "mma_20epochs_crop05": ("mma", "20 epochs, crops of at least half the image",
                             ["optim.epochs=20", "data.crop_scale=0.5"]),
+    "mma_20epochs_crop08": ("mma", "20 epochs, crops of at least 0.8 of the image",
+                            ["optim.epochs=20", "data.crop_scale=0.8"]),
     "mma_20epochs_lr3e-2_warmup": ("mma", "20 epochs, lr 3e-2 with 32 warmup steps",
                                    ["optim.epochs=20", "optim.lr=0.03",
                                     "optim.warmup_steps=32"]),
