@@ -80,7 +80,8 @@ def base_config(protocol: str, arg: ml_collections.ConfigDict) -> ml_collections
     # embedded recipe sets the tiny CLIP's own).
     c.adapter.ranks = arg.ranks or (2, 4, 8)
     c.adapter.max_mode = 16  # adaring: split wide modes into factors <= this (0: off)
-    # adaring biases (Down, Shared, Up): "dense" per layer, "shared" by all layers, "none".
+    # adaring biases (Down, Shared, Up): "dense" per layer, "shared" by all layers, "none", or
+    # "ring" (per layer, as tensor rings over the layers and the split width).
     c.adapter.bias = "dense"
     c.adapter.init_scale = 1.0  # adaring: ring init std in units of MMA's Kaiming std
     # adaring: rank of the two bonds of each ring's layer core, the only layer-specific part

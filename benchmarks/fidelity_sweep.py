@@ -1,7 +1,7 @@
 r"""The fidelity sweep (issue 13): AdaRing variants at <= 10% of MMA's parameters against MMA
 variants, the same number of trials each, over the tuning seeds 1-3 -> a table and a plot.
-Fourteen trials per method change one axis of the base; four per method combine what helped
-there (chosen from the seeds 1-3 results, the same number for both).
+Most trials change one axis of the base; the rest combine what helped there (chosen from the
+seeds 1-3 results); the total per method is the same.
 
     python benchmarks/fidelity_sweep.py                       # every trial, seeds 1-3
     python benchmarks/fidelity_sweep.py --trials=ring_default,mma_default --seeds=1

@@ -29,7 +29,7 @@ def run_module(module: str, *args, expect: int = 0, timeout: int = 900):
 
 @pytest.fixture(scope="session")
 def default_run(tmp_path_factory):
-    """The README's run command, as is (~2.5 min on 2 cores); its workdir."""
+    """The README's run command, as is (~1.7 min on 2 cores); its workdir."""
     workdir = tmp_path_factory.mktemp("default_run")
     run_module("adaring_jax.main", "--config=configs/fewshot.py", f"--workdir={workdir}")
     return workdir
