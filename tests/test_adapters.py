@@ -410,14 +410,17 @@ def test_remat_changes_memory_not_numbers(tiny):
 
 def test_new_fields_at_their_neutral_value_leave_the_fingerprint_unchanged(tmp_path):
     """Runs made before adapter.bias & co. existed keep resuming; a changed value is recorded."""
-    default = train.fingerprint(fewshot.get_config())
+    # MMA's embedded config: every new field at its neutral value (AdaRing's default recipe
+    # sets lr_layer_core=4, which is recorded like any other value).
+    default = train.fingerprint(fewshot.get_config("method=mma"))
+    assert train.fingerprint(fewshot.get_config())["optim"]["lr_layer_core"] == 4.0
     older = json.loads(json.dumps(default))
     older["adapter"]["init_from"] = ""  # a workdir that recorded a field at its neutral value
     (tmp_path / "experiment.json").write_text(json.dumps(older))
     workdir.check(str(tmp_path), default)
     assert {"bias", "init_scale", "init_from", "layer_rank"}.isdisjoint(default["adapter"])
     assert {"lr_layer_core", "lr_shared_cores"}.isdisjoint(default["optim"])
-    config = fewshot.get_config()
+    config = fewshot.get_config("method=mma")
     config.unlock()
     config.adapter.bias, config.optim.lr_layer_core = "shared", 4.0
     changed = train.fingerprint(config)
