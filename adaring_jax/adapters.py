@@ -10,8 +10,8 @@ the adapted layers, applied as `Block_l(x) + alpha * A_l(LN1_l(x))`.
 - `adaring`: every kernel family, stacked over layers to (N, I, O), is a tensor ring whose first
   core holds the layer-specific slices and whose other cores (I and O split into small modes)
   are shared by all layers. Down/Shared biases are dense (h per layer) by default; the Up bias
-  is one (N, d) array shared by the banks (`bias`: BIAS_MODES). `ranks` gives one ring rank per bank: K = 1 is single AdaRing;
-  K > 1 mixes the banks per layer with softmax gates. Because ReLU acts elementwise, the gated sum
+  is one (N, d) array shared by the banks (`bias`: BIAS_MODES). `ranks` gives one ring rank per
+  bank: K = 1 is single AdaRing; K > 1 mixes the banks per layer with softmax gates. Because ReLU acts elementwise, the gated sum
   of K bottleneck MLPs is one MLP with concatenated Down, block-diagonal Shared and gate-scaled
   stacked Up, which is what the towers receive.
 - `zeroshot`: no adapters.

@@ -9,9 +9,9 @@ seeds 1-3 results); the total per method is the same.
     python benchmarks/fidelity_sweep.py --curve               # HM against parameters
 
 Every trial is the default job (`configs/fewshot.py`, the embedded task) at the sweep's base
-schedule (SWEEP_BASE: 10 epochs, one learning rate) with the trial's config overrides, all with the generalization-aware loss weights of the default AdaRing
-(`recipes.GENERALIZATION_LOSS`) unless the trial sets them: MMA is compared with the same
-loss. An AdaRing trial over the budget (10% of MMA's trainable parameters on this model,
+schedule (SWEEP_BASE: 10 epochs, one learning rate) with the trial's config overrides, all
+with the generalization-aware loss weights of the default AdaRing (`recipes.GENERALIZATION_LOSS`)
+unless the trial sets them: MMA is compared with the same loss. An AdaRing trial over the budget (10% of MMA's trainable parameters on this model,
 counted by `adapters.count` as `python -m adaring_jax.params` does) is refused before any run.
 Workdirs are ROOT/TRIAL/seedS; a run whose results.json exists is not redone, so the sweep
 resumes. `{mma_default}` in an override is that trial's workdir at the same seed (the
