@@ -22,9 +22,12 @@ import math
 import os
 import sys
 
+import ml_collections
 from absl import app, flags
 
-from adaring_jax import adapters, cli, runs, train
+from adaring_jax import adapters, cli
+from adaring_jax.adapters import adaring, base
+from adaring_jax.job import runs, train
 from adaring_jax.errors import UserError
 from adaring_jax.models import convert
 
@@ -39,9 +42,12 @@ def ring_config(mma_config, rank: int, source: str, finetune_steps: int):
     """The adaring experiment that starts from `source`'s MMA adapters compressed to `rank`."""
     config = mma_config.copy_and_resolve_references()
     config.unlock()
-    config.method = "adaring"
-    config.adapter.ranks = (rank,)
-    config.adapter.init_from = os.path.abspath(source)
+    config.method = adaring.METHOD.name
+    block = adaring.config_block(ml_collections.ConfigDict({"ranks": (rank,)}))
+    for key in base.bottleneck_block():  # the MMA run's placement and branch
+        block[key] = mma_config.adapter[key]
+    block["init_from"] = os.path.abspath(source)
+    config.adapter = ml_collections.ConfigDict(block)
     config.optim.steps = finetune_steps
     if not finetune_steps:
         config.optim.epochs = 0  # evaluate the compressed adapters as they are
@@ -52,7 +58,7 @@ def ring_config(mma_config, rank: int, source: str, finetune_steps: int):
 def compress_report(mma_params, mma_config, model_config, rank: int) -> dict:
     """{family: (ranks found, params kept, relative error)} of compressing to `rank`."""
     spec = adapters.spec_from_config(ring_config(mma_config, rank, ".", 0), model_config)
-    params, errors, found = adapters.from_dense(mma_params, spec, rel_eps=None, max_rank=rank)
+    params, errors, found = adaring.from_dense(mma_params, spec, rel_eps=None, max_rank=rank)
     bank = params["bank_0"]
     kept = {}
     for name in errors:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ml_collections
 
+from adaring_jax import adapters
 from adaring_jax.errors import ConfigError
 
 
@@ -51,11 +52,12 @@ EMBEDDED = "shapes-clip"  # the shipped checkpoint's name in models.convert.EMBE
 def base_config(protocol: str, arg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """Every field of an experiment config, one comment each, with MMA's values (the baseline's
     recipe) as defaults. The configs apply the recipe that fits their checkpoint on top
-    (configs/recipes.py). `arg` comes from `parse(..., **COMMON_ARGS)`."""
+    (adaring_jax/recipes.py). `arg` comes from `parse(..., **COMMON_ARGS)`."""
+    method = adapters.get(arg.method)
     c = ml_collections.ConfigDict()
     c.job = "adapt"  # adapt (this config family) | pretrain (configs/pretrain_shapes.py)
     c.protocol = protocol  # fewshot | base2novel | cross_dataset | domain_generalization
-    c.method = arg.method  # zeroshot | mma | adaring
+    c.method = arg.method  # a name in adaring_jax.adapters.METHODS
     c.seed = arg.seed  # few-shot draw, adapter init, data order and augmentation
 
     c.model = ml_collections.ConfigDict()
@@ -70,35 +72,18 @@ def base_config(protocol: str, arg: ml_collections.ConfigDict) -> ml_collections
     # accelerators); the numbers are the same.
     c.model.remat = False
 
-    c.adapter = ml_collections.ConfigDict()
-    c.adapter.start = 5  # first adapted block, 1-based (MMA: 5)
-    c.adapter.end = 12  # last adapted block, 1-based inclusive (MMA: 12)
-    c.adapter.hidden = 32  # bottleneck width (MMA: 32)
-    c.adapter.alpha = 0.001  # branch scale (MMA: 0.001)
-    c.adapter.unscaled_grads = True  # MMA's gradient treatment: adapter grads / alpha
-    # adaring: TR rank per bank; one rank = single AdaRing. 2+4+8 for CLIP ViT-B/L (the
-    # embedded recipe sets the tiny CLIP's own).
-    c.adapter.ranks = arg.ranks or (2, 4, 8)
-    c.adapter.max_mode = 16  # adaring: split wide modes into factors <= this (0: off)
-    # adaring biases (Down, Shared, Up): "dense" per layer, "shared" by all layers, "none", or
-    # "ring" (per layer, as tensor rings over the layers and the split width).
-    c.adapter.bias = "dense"
-    c.adapter.init_scale = 1.0  # adaring: ring init std in units of MMA's Kaiming std
-    # adaring: rank of the two bonds of each ring's layer core, the only layer-specific part
-    # (0: the bank's rank); more room for what differs between layers.
-    c.adapter.layer_rank = 0
-    # A finished run whose adapters start this one (runs.initial_adapters): the same spec is
-    # copied; an mma run is TR-SVD compressed into a one-bank adaring (ranks=R). With
-    # optim.epochs=0 the warm start is evaluated untrained (python -m adaring_jax.compress).
-    c.adapter.init_from = ""
+    # The method's own block (adaring_jax/adapters/<method>.py lists and explains its fields;
+    # zeroshot has none).
+    c.adapter = ml_collections.ConfigDict(method.config_block(arg))
 
-    # Generalization-aware weights (DESIGN 1.4); MMA trains with cross-entropy only. AdaRing's
-    # come from configs/recipes.py (GENERALIZATION_LOSS).
+    # Generalization-aware weights (DESIGN 1.4), each method's defaults (`Method.loss`); MMA
+    # trains with cross-entropy only, AdaRing with adapters/adaring.py's LOSS.
     c.loss = ml_collections.ConfigDict()
     c.loss.text_l1 = 0.0  # |f_txt - f_txt0|_1 (PromptSRC: 25)
     c.loss.image_l1 = 0.0  # |f_img - f_img0|_1 (PromptSRC: 10)
     c.loss.kl = 0.0  # KL(p0 || p) to zero-shot logits (PromptSRC: 1)
     c.loss.diversity = 0.0  # banks' output similarity (adaring)
+    c.loss.update(method.loss)
 
     c.data = ml_collections.ConfigDict()
     c.data.dataset = arg.dataset  # training dataset (a name in adaring_jax.data.DATASETS)
@@ -110,7 +95,7 @@ def base_config(protocol: str, arg: ml_collections.ConfigDict) -> ml_collections
     # Prompt of the adapted model, in training and testing (data/prompts.py): "mma" = "a photo
     # of a {}." on every dataset (MMA's; AdaRing builds on MMA), "coop" = CoOp's per-dataset
     # template. The zero-shot row uses `zeroshot_prompt`: "coop", as in the published tables.
-    c.data.prompt = "coop" if arg.method == "zeroshot" else "mma"
+    c.data.prompt = method.prompt
     c.data.zeroshot_prompt = "coop"
     c.data.eval_datasets = ()  # cross_dataset / domain_generalization targets
     c.data.crop_scale = 0.08  # random resized crop: minimum area share (CoOp: 0.08)
@@ -134,10 +119,6 @@ def base_config(protocol: str, arg: ml_collections.ConfigDict) -> ml_collections
     # trainers/mmadapter.py L285-286: lr constant within an epoch); "cosine": per step.
     c.optim.schedule = "epoch_cosine"
     c.optim.warmup_steps = 0  # linear warmup before the cosine decay (MMA: none)
-    # adaring: learning-rate multipliers of the layer-slice cores (each ring's first core) and
-    # of the layer-shared cores (LoRA+-style core-wise rates); biases and gates keep lr.
-    c.optim.lr_layer_core = 1.0
-    c.optim.lr_shared_cores = 1.0
 
     c.eval = ml_collections.ConfigDict()
     c.eval.batch_size = 100  # global evaluation batch (CoOp: 100)
@@ -147,7 +128,7 @@ def base_config(protocol: str, arg: ml_collections.ConfigDict) -> ml_collections
     c.checkpoint_every = 200  # steps between checkpoints (and at the end)
     c.max_to_keep = 2  # checkpoints kept
 
-    # The recipe applied (configs/recipes.py); validation refuses a checkpoint swapped in
+    # The recipe applied (adaring_jax/recipes.py); validation refuses a checkpoint swapped in
     # afterwards (`--config.model.checkpoint=`), which would keep the other model's recipe.
     c.recipe = "mma"
     return c

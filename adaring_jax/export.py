@@ -28,7 +28,8 @@ import sys
 import numpy as np
 from absl import app, flags
 
-from adaring_jax import adapters, cli, runs
+from adaring_jax import adapters, cli
+from adaring_jax.job import runs
 from adaring_jax.errors import UserError
 from adaring_jax.models import convert
 
@@ -39,7 +40,7 @@ class ExportError(UserError, ValueError):
     """An export target that cannot be written."""
 
 
-def adapter_tensors(params, spec: adapters.AdapterSpec) -> dict[str, np.ndarray]:
+def adapter_tensors(params, spec: adapters.Spec) -> dict[str, np.ndarray]:
     """{'{tower}.{block}.{family}.{weight|bias}': float32 array}, weights (out, in)."""
     out = {}
     for tower, layer in adapters.layer_adapters(params, spec).items():
@@ -53,7 +54,7 @@ def adapter_tensors(params, spec: adapters.AdapterSpec) -> dict[str, np.ndarray]
 
 def adapter_config(run: runs.Loaded) -> dict:
     spec = run.spec
-    bottleneck = spec.hidden * (len(spec.ranks) if spec.method == "adaring" else 1)
+    bottleneck = int(adapters.layer_adapters(run.adapters, spec)["vision"].kernels[0].shape[-1])
     return {"method": spec.method, "alpha": spec.alpha, "layers": list(spec.layers),
             "towers": {"vision": {"width": spec.widths[0]}, "text": {"width": spec.widths[1]}},
             "bottleneck": bottleneck, "trainable_params": adapters.count(spec),
@@ -104,7 +105,7 @@ def main(argv):
         if len(argv) > 1:
             raise ExportError(f"unexpected arguments: {argv[1:]}")
         check_out(f.out)
-        run = runs.load(f.workdir, methods=("mma", "adaring"))
+        run = runs.load(f.workdir, needs_adapters=True)
         export(run, f.out)
         print(f"exported the {run.spec.method} run {f.workdir} to {f.out} "
               f"({adapters.count(run.spec):,} adapter parameters in "

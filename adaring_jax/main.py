@@ -26,7 +26,8 @@ import jax  # noqa: E402
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from adaring_jax import cli, pretrain, train  # noqa: E402
+from adaring_jax import cli  # noqa: E402
+from adaring_jax.job import pretrain, train
 from adaring_jax.errors import ConfigError, UserError  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",

@@ -22,36 +22,25 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config fil
                                           lock_config=True)
 
 
-def report(config) -> tuple[list[tuple[str, tuple, int]], int]:
-    """(rows of (name, shape, count), total) for the config's adapter."""
+def report(config) -> tuple[list[tuple[str, tuple, int, str]], int]:
+    """(rows of (name, shape, count, kind), total) for the config's adapter; the kind is one
+    of `adapters.KINDS`, as the method labels its tensors."""
     model_config = convert.architecture(config.model.arch, config.model.checkpoint)
     spec = adapters.spec_from_config(config, model_config)
     shapes = adapters.param_shapes(spec)
+    kinds = jax.tree.leaves(adapters.labels(spec))
     rows = []
-    for path, leaf in jax.tree_util.tree_flatten_with_path(shapes)[0]:
+    for (path, leaf), label in zip(jax.tree_util.tree_flatten_with_path(shapes)[0], kinds):
         name = "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
-        rows.append((name, tuple(leaf.shape), math.prod(leaf.shape)))
+        rows.append((name, tuple(leaf.shape), math.prod(leaf.shape), label))
     return rows, sum(r[2] for r in rows)
 
 
-KINDS = ("ring cores, layer-specific slices", "ring cores, layer-shared", "dense kernels",
-         "biases", "bank gates")
-
-
-def kind(name: str) -> str:
-    """Which of KINDS a tensor of `report`'s rows is."""
-    if "/cores/" in name:
-        return KINDS[0] if name.endswith("/cores/0") else KINDS[1]
-    if name.startswith("gates/"):
-        return KINDS[4]
-    return KINDS[3] if "bias" in name else KINDS[2]
-
-
 def by_kind(rows) -> dict[str, int]:
-    """{kind: parameters} over `report`'s rows, in KINDS order, kinds present only."""
-    totals = {k: 0 for k in KINDS}
-    for name, _, n in rows:
-        totals[kind(name)] += n
+    """{kind: parameters} over `report`'s rows, in `adapters.KINDS` order, kinds present only."""
+    totals = {k: 0 for k in adapters.KINDS}
+    for *_, n, label in rows:
+        totals[label] += n
     return {k: n for k, n in totals.items() if n}
 
 
@@ -62,7 +51,7 @@ def main(argv):
     width = max([len(r[0]) for r in rows] + [6])
     print(f"method: {config.method}")
     print(f"{'tensor':<{width}}  {'shape':<18}{'count':>10}")
-    for name, shape, n in rows:
+    for name, shape, n, _ in rows:
         print(f"{name:<{width}}  {str(shape):<18}{n:>10,}")
     if total:
         print("by kind:")

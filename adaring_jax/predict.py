@@ -16,6 +16,7 @@ logit_scale * cosine. Unreadable files are skipped and counted. Prints one line 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import sys
@@ -25,7 +26,8 @@ import jax
 import numpy as np
 from absl import app, flags
 
-from adaring_jax import adapters, cli, data, evaluate, metrics, runs, sharding
+from adaring_jax import adapters, cli, data
+from adaring_jax.job import atomic, evaluate, metrics, runs, sharding
 from adaring_jax.data.sources import FolderSource
 from adaring_jax.errors import UserError
 from adaring_jax.models import clip
@@ -73,8 +75,7 @@ def make_predictor(run: runs.Loaded, classnames: Sequence[str], template: str, m
 
     @jax.jit
     def probabilities(frozen, params, feats, pixels):
-        layer = (adapters.layer_adapters(params, run.spec)["vision"]
-                 if params is not None else None)
+        layer = adapters.layer_adapters(params, run.spec)["vision"]
         img = clip.encode_image(run.model, frozen, pixels, layer)
         return jax.nn.softmax(clip.scaled_cosine(img, feats, frozen["logit_scale"]), axis=-1)
 
@@ -119,20 +120,19 @@ def predict(run: runs.Loaded, files: Sequence[str], classnames: Sequence[str], t
 
 def write(out: str, rows, skipped) -> None:
     """CSV (file, class_1, p_1, ...) or JSON ({"predictions": [...], "skipped": [...]})."""
-    tmp = out + ".tmp"  # rename: never half a file
-    with open(tmp, "w", newline="") as f:
-        if out.lower().endswith(".json"):
-            json.dump({"predictions": [{"file": path, "top_k": [{"class": c, "probability": p}
-                                                                 for c, p in best]}
-                                       for path, best in rows],
-                       "skipped": list(skipped)}, f, indent=2)
-        else:
-            k = max((len(best) for _, best in rows), default=0)
-            w = csv.writer(f)
-            w.writerow(["file", *[x for i in range(1, k + 1) for x in (f"class_{i}", f"p_{i}")]])
-            for path, best in rows:
-                w.writerow([path, *[x for c, p in best for x in (c, f"{p:.6f}")]])
-    os.replace(tmp, out)
+    f = io.StringIO(newline="")
+    if out.lower().endswith(".json"):
+        json.dump({"predictions": [{"file": path, "top_k": [{"class": c, "probability": p}
+                                                             for c, p in best]}
+                                   for path, best in rows],
+                   "skipped": list(skipped)}, f, indent=2)
+    else:
+        k = max((len(best) for _, best in rows), default=0)
+        w = csv.writer(f)
+        w.writerow(["file", *[x for i in range(1, k + 1) for x in (f"class_{i}", f"p_{i}")]])
+        for path, best in rows:
+            w.writerow([path, *[x for c, p in best for x in (c, f"{p:.6f}")]])
+    atomic.write_text(out, f.getvalue())
 
 
 def _define_flags():

@@ -16,24 +16,10 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from adaring_jax.data.prompts import class_prompts
+from adaring_jax.job import evaluate
 from adaring_jax.models import clip, convert, preprocess, tokenizer
 
 DEFAULT_TEMPLATES = ("a photo of a {}.",)
-
-
-def class_embeddings(model: clip.CLIP, params, tok: tokenizer.Tokenizer,
-                     classnames: Sequence[str], templates: Sequence[str] = DEFAULT_TEMPLATES,
-                     batch_size: int = 256) -> jax.Array:
-    """(C, D) unit-norm class embeddings: the mean over templates of unit-norm text features
-    of the prompts `data.class_prompts` builds."""
-    per_template = [class_prompts(classnames, t) for t in templates]
-    prompts = [p for row in zip(*per_template) for p in row]  # class-major
-    encode = jax.jit(lambda p, ids: clip.normalize(clip.encode_text(model, p, ids)))
-    feats = [encode(params, tok(prompts[i:i + batch_size]))
-             for i in range(0, len(prompts), batch_size)]
-    feats = jnp.concatenate(feats).reshape(len(classnames), len(templates), -1)
-    return clip.normalize(feats.mean(axis=1))
 
 
 def classify(model: clip.CLIP, params, pixels: jax.Array, class_emb: jax.Array) -> jax.Array:
@@ -67,7 +53,7 @@ def main(argv: Sequence[str]):
     directory = convert.resolve(FLAGS.checkpoint)
     model, params = convert.load_pretrained(directory)
     tok = tokenizer.load_tokenizer(directory, model.config.text)
-    class_emb = class_embeddings(model, params, tok, FLAGS.classes, FLAGS.template)
+    class_emb = evaluate.class_embeddings(model, params, tok, FLAGS.classes, FLAGS.template)
     pixels = preprocess.load_images(images, model.config.vision.image_size)
     logits = np.asarray(classify(model, params, pixels, class_emb))
     for path, best in zip(images, top_k(logits, FLAGS.classes, FLAGS.top_k)):

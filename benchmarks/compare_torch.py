@@ -2,7 +2,7 @@ r"""Our train step against a PyTorch MMA reference, timed alternately in one pro
 FLOP count, the machine's matmul ceiling and the achieved share of it (MFU).
 
     pip install -r benchmarks/requirements-torch.txt   # torch: this benchmark only
-    python benchmarks/compare_torch.py --arch=vit_b16 --batch=8 --classes=100 --repeats=3
+    python -m benchmarks.compare_torch --arch=vit_b16 --batch=8 --classes=100 --repeats=3
 
 The reference is what MMA's code runs (ZjjConan/Multi-Modal-Adapter `trainers/mmadapter.py`):
 Hugging Face `transformers.CLIPModel` (random weights of the same architecture) in eager mode,
@@ -10,7 +10,7 @@ MMA adapters (Down d->32, Shared 32->32 shared by the two towers, Up 32->d, ReLU
 reading each block's first LayerNorm output, added to the block's output) in blocks 5-12 of
 both towers, every class prompt through the whole text tower at 77 tokens each step,
 cross-entropy on scaled cosine logits, SGD with momentum over the adapters only. A second
-reference cuts the prompts to 16 tokens. Ours: `benchmarks/step_time.prepare` for `adaring`
+reference cuts the prompts to 16 tokens. Ours: `benchmarks.step_time.prepare` for `adaring`
 (ranks 2+4+8, generalization-aware loss) and `mma`, cut + cached prompts. Also printed: our
 steps' matmul FLOPs (counted from the architecture: `analytic_flops`), the ceiling of a large
 f32 matmul here, MFU, and the cost of materializing AdaRing's rings (jitted alone) as a share of its step.
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import statistics
-import sys
 import time
 
 # torch's OpenMP threads spin after each op by default, taking the cores from XLA's threads
@@ -31,12 +30,10 @@ import jax
 import jax.numpy as jnp
 from absl import app, flags
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import step_time  # noqa: E402
-from adaring_jax import adapters  # noqa: E402
-from adaring_jax.models import clip  # noqa: E402
-from configs import fewshot  # noqa: E402
+from adaring_jax import adapters
+from adaring_jax.models import clip
+from benchmarks import step_time
+from configs import fewshot
 
 _ARCH = flags.DEFINE_string("arch", "vit_b16", "CLIP preset (random weights)")
 # --batch, --classes and --repeats are step_time.py's flags.

@@ -1,7 +1,7 @@
 r"""Input-pipeline throughput: training batches from a CoOp-layout folder of JPEGs through the
 grain pipeline (decode, random resized crop, flip, CLIP normalization) at 224 px.
 
-    python benchmarks/pipeline_speed.py --images=512 --threads=1,2,4
+    python -m benchmarks.pipeline_speed --images=512 --threads=1,2,4
 
 Writes a generated folder of `--images` photo-sized JPEGs (500 x 375, the typical size of the
 CoOp datasets' images) under --root, then times `data.TrainLoader` batches with each number of
@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 
 import numpy as np
 from absl import app, flags
 from PIL import Image
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from adaring_jax import data  # noqa: E402
+from adaring_jax import data
 
 _IMAGES = flags.DEFINE_integer("images", 512, "images in the generated folder")
 _THREADS = flags.DEFINE_list("threads", ["1", "2", "4"], "reader thread counts to time")

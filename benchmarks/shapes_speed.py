@@ -1,6 +1,6 @@
 """Rendering speed of the procedural `shapes` world on one CPU core.
 
-    python benchmarks/shapes_speed.py
+    python -m benchmarks.shapes_speed
 
 Prints images/second of `ShapesSource.render_batch` for each domain at image sizes 32 and 64
 (best of a few repeats, batches of 256), and whether size 32 meets the 1,000 images/s target
@@ -15,12 +15,10 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEX
 if hasattr(os, "sched_setaffinity"):
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
 
-import sys  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from adaring_jax.data.shapes import DOMAINS, ShapesSource  # noqa: E402
 
 TARGET_PER_SECOND = 1000

@@ -1,6 +1,6 @@
 r"""Time the compiled train step of an experiment config with random weights (no download).
 
-    python benchmarks/step_time.py --config=configs/fewshot.py:arch=vit_b16 \
+    python -m benchmarks.step_time --config=configs/fewshot.py:arch=vit_b16 \
         --batch=8 --classes=100 [--repeats=5] [--prompts=both] [--methods=adaring,mma]
 
 Reports compile time, median step time over `repeats` (warm-up excluded), images/s and peak
@@ -13,9 +13,7 @@ frozen text layers below the first adapted one (DESIGN.md section 6). The defaul
 
 from __future__ import annotations
 
-import os
 import statistics
-import sys
 import time
 
 import jax
@@ -24,9 +22,9 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from adaring_jax import adapters, backbone, objective, sharding, train  # noqa: E402
-from adaring_jax.models import clip  # noqa: E402
+from adaring_jax import adapters
+from adaring_jax.job import backbone, objective, sharding, train
+from adaring_jax.models import clip
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/fewshot.py:arch=vit_b16",
                                           "Experiment config.", lock_config=False)

@@ -11,7 +11,7 @@ Arguments as in configs/fewshot.py.
 """
 
 from adaring_jax import config_args
-from configs import recipes
+from adaring_jax import recipes
 
 
 def get_config(arg=None):

@@ -11,7 +11,7 @@ Arguments as in configs/fewshot.py (dataset defaults to imagenet here).
 
 from adaring_jax import config_args
 from adaring_jax.data import presets
-from configs import recipes
+from adaring_jax import recipes
 
 
 def get_config(arg=None):

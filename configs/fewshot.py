@@ -23,7 +23,7 @@ layers and the optimizer follow it.
 """
 
 from adaring_jax import config_args
-from configs import recipes
+from adaring_jax import recipes
 
 
 def get_config(arg=None):

@@ -20,7 +20,7 @@ def get_config(arg=None):
     arg = config_args.parse(arg, **{**config_args.COMMON_ARGS, "arch": "shapes-vit",
                                     "method": "zeroshot"})
     config = config_args.base_config("pretrain", arg)
-    config.job = "pretrain"  # main runs adaring_jax.pretrain, not the adaptation job
+    config.job = "pretrain"  # main runs adaring_jax.job.pretrain, not the adaptation job
     config.model.arch, config.model.checkpoint = arg.arch, ""
     config.optim.name = "adamw"  # all parameters, from scratch
     config.optim.lr = 2e-3

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from adaring_jax import backbone, train, validation
+from adaring_jax.job import backbone, train, validation
 from adaring_jax.data import presets, prompts, tfds_source, upstream
 from adaring_jax import data
 from configs import base2novel

@@ -8,7 +8,8 @@ import os
 import ml_collections
 import pytest
 
-from adaring_jax import config_args, params as params_report, pretrain, sharding, validation
+from adaring_jax import config_args, params as params_report
+from adaring_jax.job import pretrain, sharding, validation
 from adaring_jax.data import shapes
 from adaring_jax.models import convert, tokenizer
 from configs import fewshot

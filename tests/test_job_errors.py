@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from adaring_jax import data, validation
-from adaring_jax import workdir as workdirs
+from adaring_jax import data
+from adaring_jax.job import validation
+from adaring_jax.job import workdir as workdirs
 from adaring_jax.data import images
 from tests import coop_tree
 from tests.test_train import ROOT, SMOKE, _env, _main
@@ -315,7 +316,7 @@ def test_data_error_is_a_user_error():
 
 
 def test_resume_drops_a_metrics_line_cut_short_by_a_kill(tmp_path):
-    from adaring_jax import metrics
+    from adaring_jax.job import metrics
     path = tmp_path / "metrics.jsonl"
     path.write_text('{"step": 2, "loss": 1.0}\n{"step": 4, "loss": 0.9}\n{"step": 6, "lo')
     writer = metrics.MetricWriter(str(tmp_path))

@@ -6,7 +6,7 @@ import os
 import jax.numpy as jnp
 import numpy as np
 
-from adaring_jax import pretrain
+from adaring_jax.job import pretrain
 from adaring_jax.data import shapes
 from adaring_jax.models import convert, tokenizer
 from configs import pretrain_shapes

@@ -8,7 +8,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SCRIPT = r"""
 import jax, numpy as np
-from adaring_jax import sharding
+from adaring_jax.job import sharding
 from adaring_jax.models import clip
 assert jax.device_count() == 8
 mesh = sharding.make_mesh()

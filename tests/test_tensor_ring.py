@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from adaring_jax import tensor_ring as tr
+from adaring_jax.adapters import tensor_ring as tr
 
 
 def _random_ring(seed, ranks, modes):

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from adaring_jax import adapters, evaluate, predict, runs, task as tasks
+from adaring_jax import adapters, predict
+from adaring_jax.job import evaluate, runs, task as tasks
 from adaring_jax.models import clip, convert
 from conftest import run_module
 from numpy_clip import NumpyCLIP

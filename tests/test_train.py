@@ -17,8 +17,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from adaring_jax import train
-from adaring_jax import workdir as workdir_module
+from adaring_jax.job import train
+from adaring_jax.job import workdir as workdir_module
 from configs import base2novel, fewshot
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-from adaring_jax import zeroshot
+from adaring_jax.job import evaluate
 from adaring_jax.models import clip, convert, tokenizer
 from conftest import FIXTURES
 
@@ -20,7 +20,7 @@ def test_class_embeddings_average_normalized_prompt_features():
     model, params = convert.load_pretrained(SRC)
     tok = tokenizer.load_tokenizer(SRC, model.config.text)
     templates = ["a photo of a {}.", "a {}"]
-    emb = zeroshot.class_embeddings(model, params, tok, ["cat", "dog"], templates, batch_size=3)
+    emb = evaluate.class_embeddings(model, params, tok, ["cat", "dog"], templates, batch_size=3)
     feats = clip.encode_text(model, params, tok(["a photo of a cat.", "a cat"]))
     feats = feats / jnp.linalg.norm(feats, axis=-1, keepdims=True)
     want = feats.mean(0) / jnp.linalg.norm(feats.mean(0))

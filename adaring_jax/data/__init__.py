@@ -12,11 +12,11 @@ from adaring_jax.data.pipeline import TrainLoader, eval_batches
 from adaring_jax.data.presets import BENCHMARK, DATASETS, DOMAIN_TARGETS, DatasetPreset
 from adaring_jax.data.prompts import class_prompts
 from adaring_jax.data.protocols import (base_novel_split, draw_train, fewshot_indices,
-                                        label_lookup, record_draw, relabel, validation_shots)
+                                        label_lookup, relabel, validation_shots)
 from adaring_jax.data.source import Source, Subset
 from adaring_jax.data.sources import DataError, open_split
 
 __all__ = ["BENCHMARK", "DATASETS", "DOMAIN_TARGETS", "DataError", "DatasetPreset", "Source",
            "Subset", "TrainLoader", "base_novel_split", "class_prompts", "draw_train",
            "eval_batches", "fewshot_indices",
-           "label_lookup", "open_split", "record_draw", "relabel", "validation_shots"]
+           "label_lookup", "open_split", "relabel", "validation_shots"]

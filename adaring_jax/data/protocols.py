@@ -6,7 +6,6 @@ every process of a multi-host job computes the same draw and then reads only its
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -95,12 +94,3 @@ def relabel(labels, class_ids) -> tuple[np.ndarray, np.ndarray]:
                                          int(class_ids.max(initial=0))) + 1)
     keep = np.flatnonzero(lookup[labels] >= 0)
     return keep, lookup[labels[keep]]
-
-
-def record_draw(path: str, **draws) -> None:
-    """Write the drawn indices (and anything else JSON-able) to `path` in the run directory."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    payload = {k: (np.asarray(v).tolist() if isinstance(v, np.ndarray) else v)
-               for k, v in draws.items()}
-    with open(path, "w") as f:
-        json.dump(payload, f)

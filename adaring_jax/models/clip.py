@@ -382,7 +382,8 @@ def normalize(x: Array) -> Array:
 
 def scaled_cosine(image_features: Array, text_features: Array, logit_scale: Array) -> Array:
     """exp(logit_scale) * cos(image, text): (B_img, D) x (B_txt, D) -> (B_img, B_txt), float32.
-    The one place CLIP's logits are formed (HF `logits_per_image`, training, evaluation)."""
+    The one place CLIP's logits are formed (HF `logits_per_image`, training, predictions);
+    accuracy ranks by the unscaled cosine instead (`job/evaluate.py`: the argmax is the same)."""
     return jnp.exp(logit_scale) * normalize(image_features) @ normalize(text_features).T
 
 

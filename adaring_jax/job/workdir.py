@@ -4,8 +4,9 @@ to one experiment.
 A job first `check`s the directory (writable, not another experiment's) without writing
 anything; only after every input is known good does it `acquire` it: create it, take an
 exclusive lock (a second run on the same directory is refused with the holder's pid, host and
-start time) and record the experiment's fingerprint in `experiment.json`. Every method,
-zero-shot included, is fingerprinted, so no run overwrites another experiment's results.
+start time) and record the run's identity (the whole config less a short deny-list,
+`identity.py`) in `experiment.json`. A finished, interrupted or running workdir of another
+identity is refused, naming each differing field, before anything is written.
 """
 
 from __future__ import annotations
@@ -20,27 +21,12 @@ import time
 import jax
 from absl import logging
 
-from adaring_jax import checkpoint
+from adaring_jax.job import atomic, identity
 from adaring_jax.errors import UserError
 
-FINGERPRINT = "experiment.json"
+FINGERPRINT = "experiment.json"  # the run's identity (identity.py)
+RESULTS = "results.json"  # written last: a run with it is finished
 LOCK = ".lock"
-
-# Config fields added after runs were made, at the value that changes nothing: left out of
-# fingerprints (saved or new) while they hold it, so runs made before them keep resuming.
-NEUTRAL = {("adapter", "init_from"): "", ("adapter", "bias"): "dense",
-           ("adapter", "init_scale"): 1.0, ("adapter", "layer_rank"): 0,
-           ("optim", "lr_layer_core"): 1.0,
-           ("optim", "lr_shared_cores"): 1.0}
-
-
-def drop_neutral(fingerprint: dict) -> dict:
-    """`fingerprint` without the NEUTRAL fields that hold their neutral value."""
-    out = {k: dict(v) if isinstance(v, dict) else v for k, v in fingerprint.items()}
-    for (group, field), neutral in NEUTRAL.items():
-        if isinstance(out.get(group), dict) and out[group].get(field, neutral) == neutral:
-            out[group].pop(field, None)
-    return out
 
 
 class WorkdirError(UserError, RuntimeError):
@@ -57,7 +43,7 @@ def _nearest_existing(path: str) -> str:
     return path
 
 
-def check(workdir: str, fingerprint: dict) -> None:
+def check(workdir: str, run_identity: dict) -> None:
     """Raise WorkdirError if `workdir` cannot hold this experiment; writes nothing."""
     if not workdir:
         raise WorkdirError("--workdir is empty: name the run directory")
@@ -71,13 +57,11 @@ def check(workdir: str, fingerprint: dict) -> None:
         raise WorkdirError(f"workdir {workdir}: {existing} is a file, not a directory")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise WorkdirError(f"workdir {workdir}: {existing} is not writable by this user")
-    # Old runs kept the fingerprint with their checkpoints only.
-    for path in (os.path.join(workdir, FINGERPRINT),
-                 os.path.join(workdir, "checkpoints", checkpoint.FINGERPRINT_FILE)):
-        if os.path.exists(path):
-            _compare(path, fingerprint, workdir)
-            return
-    leftovers = sorted(n for n in ("results.json", "checkpoints", "metrics.jsonl")
+    path = os.path.join(workdir, FINGERPRINT)
+    if os.path.exists(path):
+        _compare(path, run_identity, workdir)
+        return
+    leftovers = sorted(n for n in (RESULTS, "checkpoints", "metrics.jsonl")
                        if os.path.exists(os.path.join(workdir, n)))
     if leftovers:
         raise WorkdirError(f"workdir {workdir} holds {', '.join(leftovers)} but no "
@@ -85,7 +69,12 @@ def check(workdir: str, fingerprint: dict) -> None:
                            "new workdir, or move these away")
 
 
-def _compare(path: str, fingerprint: dict, workdir: str) -> None:
+def finished(workdir: str) -> bool:
+    """Whether the run in `workdir` wrote its results (call after `check`)."""
+    return os.path.exists(os.path.join(workdir, RESULTS))
+
+
+def _compare(path: str, run_identity: dict, workdir: str) -> None:
     advice = (f"Use a new workdir for this experiment, or move {workdir} away if its results "
               "are not wanted.")
     try:
@@ -93,11 +82,11 @@ def _compare(path: str, fingerprint: dict, workdir: str) -> None:
             saved = json.load(f)
     except (OSError, ValueError) as e:
         raise WorkdirError(f"{path} is unreadable ({e}). {advice}") from None
-    diffs = checkpoint.fingerprint_differences(drop_neutral(saved),
-                                               drop_neutral(json.loads(json.dumps(fingerprint))))
+    diffs = identity.differences(saved, run_identity) if isinstance(saved, dict) else ["?"]
     if diffs:
-        raise WorkdirError(f"workdir {workdir} belongs to a different experiment; differing "
-                           "fields:\n  " + "\n  ".join(diffs) + f"\n{advice}")
+        state = "finished" if finished(workdir) else "unfinished"
+        raise WorkdirError(f"workdir {workdir} holds a {state} run of a different experiment; "
+                           "differing fields:\n  " + "\n  ".join(diffs) + f"\n{advice}")
 
 
 class Lock:
@@ -139,21 +128,17 @@ class Lock:
             self._file = None
 
 
-def acquire(workdir: str, fingerprint: dict) -> Lock:
-    """Create `workdir`, lock it, re-check and record the fingerprint. The caller releases."""
+def acquire(workdir: str, run_identity: dict) -> Lock:
+    """Create `workdir`, lock it, re-check and record the identity. The caller releases."""
     if jax.process_index() == 0:
         os.makedirs(workdir, exist_ok=True)
     lock = Lock(workdir)
     lock.acquire()
     try:
-        check(workdir, fingerprint)  # again, under the lock: another run may have finished
+        check(workdir, run_identity)  # again, under the lock: another run may have finished
         path = os.path.join(workdir, FINGERPRINT)
         if jax.process_index() == 0 and not os.path.exists(path):
-            tmp = path + ".tmp"  # rename: never half a file
-            with open(tmp, "w") as f:
-                json.dump(fingerprint, f, indent=2, sort_keys=True)
-                f.write("\n")
-            os.replace(tmp, path)
+            atomic.write_json(path, run_identity, sort_keys=True)
     except BaseException:
         lock.release()
         raise

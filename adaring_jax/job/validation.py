@@ -4,7 +4,6 @@ touched (`ConfigError`, a `ValueError`)."""
 
 from __future__ import annotations
 
-import math
 import os
 
 import jax
@@ -13,7 +12,6 @@ from adaring_jax import adapters, config_args, data
 from adaring_jax.errors import ConfigError
 from adaring_jax.models import clip
 
-JOBS = ("adapt", "pretrain")
 PROTOCOLS = ("fewshot", "base2novel", "cross_dataset", "domain_generalization")
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("epoch_cosine", "cosine")
@@ -26,23 +24,11 @@ def _choice(field, value, valid):
                           f"{', '.join(map(str, valid))}")
 
 
-def _number(field, value, low=None, high=None, low_open=False, integer=False):
-    """A finite number within [low, high] (low excluded when `low_open`)."""
-    kind = "an integer" if integer else "a number"
-    ok = isinstance(value, int if integer else (int, float)) and not isinstance(value, bool)
-    ok = ok and math.isfinite(value)
-    ok = ok and (low is None or (value > low if low_open else value >= low))
-    ok = ok and (high is None or value <= high)
-    if not ok:
-        bound = [f"{'>' if low_open else '>='} {low}" if low is not None else "",
-                 f"<= {high}" if high is not None else ""]
-        raise ConfigError(f"config.{field}={value!r} must be {kind} "
-                          f"{' and '.join(b for b in bound if b)}".rstrip())
+_number = adapters.base.number  # a finite number within [low, high]
 
 
 def validate(config) -> None:
     """Raise ConfigError for the first invalid field of an experiment config."""
-    _choice("job", config.get("job", "adapt"), JOBS)
     _choice("model.dtype", config.model.dtype, DTYPES)
     if config.model.arch:
         _choice("model.arch", clip.ALIASES.get(config.model.arch, config.model.arch),
@@ -80,7 +66,7 @@ def validate(config) -> None:
 
 def _validate_adaptation(config) -> None:
     _choice("protocol", config.protocol, PROTOCOLS)
-    _choice("method", config.method, adapters.METHODS)
+    _choice("method", config.method, tuple(adapters.METHODS))
     _choice("data.dataset", config.data.dataset, tuple(data.DATASETS))
     for name in config.data.eval_datasets:
         _choice("data.eval_datasets", name, tuple(data.DATASETS))
@@ -98,44 +84,18 @@ def _validate_adaptation(config) -> None:
     _number("data.crop_scale", config.data.crop_scale, 0, 1, low_open=True)
     _number("data.min_usable", config.data.min_usable, 0, 1)
     _number("eval.max_examples", config.eval.max_examples, 0, integer=True)
-    if config.method != "zeroshot":
+    method = adapters.get(config.method)
+    if method.trains:
         init_from = config.adapter.get("init_from", "")
         if config.optim.steps == 0:  # epochs=0 evaluates a warm start untrained
             _number("optim.epochs", config.optim.epochs, 0 if init_from else 1, integer=True)
         if init_from and not os.path.isdir(init_from):
             raise ConfigError(f"config.adapter.init_from={init_from!r}: no such run directory")
-        a = config.adapter
-        _number("adapter.start", a.start, 1, integer=True)
-        _number("adapter.end", a.end, 1, integer=True)
-        if a.start > a.end:
-            raise ConfigError(f"config.adapter.start={a.start} > config.adapter.end={a.end}: "
-                              "the first adapted block must not come after the last")
-        _number("adapter.hidden", a.hidden, 1, integer=True)
-        _number("adapter.alpha", a.alpha, 0, low_open=True)
-        if config.method == "adaring":
-            if not a.ranks:
-                raise ConfigError("config.adapter.ranks is empty: give one TR rank per bank, "
-                                  "e.g. ranks=2+4+8")
-            for r in a.ranks:
-                _number("adapter.ranks[...]", r, 1, integer=True)
-            _number("adapter.max_mode", a.max_mode, 0, integer=True)
-            _choice("adapter.bias", a.get("bias", "dense"), adapters.BIAS_MODES)
-            _number("adapter.init_scale", a.get("init_scale", 1.0), 0, low_open=True)
-            _number("adapter.layer_rank", a.get("layer_rank", 0), 0, integer=True)
-            for field in ("lr_layer_core", "lr_shared_cores"):
-                _number(f"optim.{field}", config.optim.get(field, 1.0), 0)
-            if a.max_mode == 1:
-                raise ConfigError("config.adapter.max_mode=1: modes split into factors <= 1 "
-                                  "do not exist; use 0 (no splitting) or >= 2")
+    method.check(config)
     for k, v in config.loss.items():
         _number(f"loss.{k}", v, 0)
 
 
 def check_depth(config, model_config) -> None:
     """The adapted blocks lie within the model's depth (needs the model's architecture)."""
-    if config.method == "zeroshot":
-        return
-    depth = min(model_config.vision.layers, model_config.text.layers)
-    if config.adapter.end > depth:
-        raise ConfigError(f"config.adapter.end={config.adapter.end} is beyond the model's "
-                          f"{depth} blocks; adapted blocks must lie within 1..{depth}")
+    adapters.spec_from_config(config, model_config)  # ConfigError names the fields

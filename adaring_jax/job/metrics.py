@@ -18,6 +18,8 @@ import time
 
 import jax
 
+from adaring_jax.job import atomic
+
 
 def note(message: str) -> None:
     """A line for the user on stderr (process 0 only)."""
@@ -52,10 +54,7 @@ class MetricWriter:
 
         with open(self.path) as f:
             keep = [line if line.endswith("\n") else line + "\n" for line in f if kept(line)]
-        tmp = self.path + ".tmp"
-        with open(tmp, "w") as f:
-            f.writelines(keep)
-        os.replace(tmp, self.path)
+        atomic.write_text(self.path, "".join(keep))
         self._jsonl = open(self.path, "a")
 
     def write(self, step: int, scalars: dict[str, float]):

@@ -1,7 +1,7 @@
 r"""Base-to-novel reproduction on real data: 11 datasets x 3 seeds, one job each, then the
 paper-style table next to the published numbers (DESIGN section 3).
 
-    python benchmarks/reproduce_base2novel.py --method=adaring \
+    python -m experiments.reproduce_base2novel --method=adaring \
         --checkpoint=openai/clip-vit-base-patch16 --data_dir=DATA --root=runs/b2n
 
 Each job is `python -m adaring_jax.main --config=configs/base2novel.py:dataset=D,seed=S,...`
@@ -23,8 +23,7 @@ import sys
 from absl import app, flags
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-from adaring_jax.data import presets  # noqa: E402
+from adaring_jax.data import presets
 
 # DESIGN section 3: ViT-B/16, mean of the 11 datasets and 3 seeds (base, novel, HM, params).
 PUBLISHED = {

@@ -2,8 +2,8 @@ r"""The compression experiment on the embedded task: train MMA, TR-SVD its adapt
 one-bank AdaRing rings of rank R (`python -m adaring_jax.compress`), and measure the accuracy
 kept against the parameters kept, as compressed and after a short fine-tune of the ring.
 
-    python benchmarks/compress_mma.py                        # ranks 1,2,4,8,16, seeds 1-3
-    python benchmarks/compress_mma.py --ranks=2,4 --seeds=1 --finetune_steps=64
+    python -m experiments.compress_mma                       # ranks 1,2,4,8,16, seeds 1-3
+    python -m experiments.compress_mma --ranks=2,4 --seeds=1 --finetune_steps=64
 
 Every MMA run is the default job with `method=mma` (ROOT/mma/seedS); every compressed run is
 what `compress` makes (ROOT/rank{R}_ft{N}/seedS, with `adapter.init_from` pointing at the MMA
@@ -17,18 +17,19 @@ from __future__ import annotations
 
 import os
 import statistics
-import sys
 
 from absl import app, flags, logging
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-import numpy as np  # noqa: E402
+import numpy as np
 
-from adaring_jax import adapters, compress, runs, tensor_ring as tr  # noqa: E402
-from adaring_jax.models import convert  # noqa: E402
-from configs import fewshot  # noqa: E402
-from experiments import finished_run, mean_std, write_report  # noqa: E402
+from adaring_jax import adapters, compress
+from adaring_jax.adapters import tensor_ring as tr
+from adaring_jax.job import runs
+from adaring_jax.models import convert
+from configs import fewshot
+from experiments.experiments import finished_run, mean_std, write_report
+
+HERE = os.path.dirname(os.path.abspath(__file__))  # the report goes beside the script
 
 EPOCHS = 10  # the MMA runs' schedule: the embedded recipe's when this experiment was made
 
@@ -36,7 +37,7 @@ _RANKS = flags.DEFINE_list("ranks", ["1", "2", "4", "8", "16"], "ring ranks R")
 _SEEDS = flags.DEFINE_list("seeds", ["1", "2", "3"], "seeds")
 _FINETUNE = flags.DEFINE_integer("finetune_steps", 64, "fine-tuning steps after compressing")
 _ROOT = flags.DEFINE_string("root", "runs/compression", "workdirs")
-_OUT = flags.DEFINE_string("out", os.path.join(REPO, "docs", "compression"), "writes OUT.md")
+_OUT = flags.DEFINE_string("out", os.path.join(HERE, "compression"), "writes OUT.md")
 _ARGS = flags.DEFINE_string("config_args", "", "extra configs/fewshot.py arguments (smoke: the "
                             "tiny random CLIP, for tests)")
 
@@ -115,7 +116,7 @@ def main(argv):
                 rows[r][key].append(out["adapted"]["hm"])
                 rows[r]["params"] = out["trainable_params"]
     lines = [f"MMA (embedded default, `method=mma`) compressed by TR-SVD into one-bank AdaRing "
-             f"rings; seeds {', '.join(_SEEDS.value)}; `python benchmarks/compress_mma.py`.",
+             f"rings; seeds {', '.join(_SEEDS.value)}; `python -m experiments.compress_mma`.",
              "",
              f"| ring rank | trainable params | of MMA | mean rel. error | HM as compressed "
              f"| HM after {steps} steps |",

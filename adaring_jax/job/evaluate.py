@@ -6,11 +6,14 @@ examples and examples split across hosts are each counted exactly once.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from adaring_jax import adapters, data, objective, sharding
+from adaring_jax import adapters, data
+from adaring_jax.job import objective, sharding
 from adaring_jax.models import clip
 
 
@@ -21,14 +24,13 @@ def prompt_ids(tok, classnames, template: str) -> np.ndarray:
     return objective.Prompts.truncate(ids, tok.eos_token_id)
 
 
-def make_class_features(model: clip.CLIP, spec: adapters.AdapterSpec, mesh):
-    """jitted (frozen, adapter params or None, ids (C, L)) -> (C, D) unit-norm class features,
-    with the prompt batch sharded over `data`."""
+def make_class_features(model: clip.CLIP, spec: adapters.Spec, mesh):
+    """jitted (frozen, adapter params, ids (C, L)) -> (C, D) unit-norm class features, with
+    the prompt batch sharded over `data` (zero-shot: `adapters.NONE` and `{}`)."""
 
     @jax.jit
     def run(frozen, adapter_params, ids):
-        layer = (adapters.layer_adapters(adapter_params, spec)["text"]
-                 if adapter_params is not None else None)
+        layer = adapters.layer_adapters(adapter_params, spec)["text"]
         return clip.normalize(clip.encode_text(model, frozen, ids, layer))
 
     def class_features(frozen, adapter_params, ids):
@@ -40,9 +42,9 @@ def make_class_features(model: clip.CLIP, spec: adapters.AdapterSpec, mesh):
     return class_features
 
 
-def make_accuracy(model: clip.CLIP, spec: adapters.AdapterSpec, mesh, image_size: int,
+def make_accuracy(model: clip.CLIP, spec: adapters.Spec, mesh, image_size: int,
                   batch_size: int, num_threads: int = 4):
-    """accuracy(frozen, adapter params or None, class features, source, indices) ->
+    """accuracy(frozen, adapter params, class features, source, indices) ->
     (percent correct, images counted); unreadable images are not counted. The global batch is
     `batch_size` rounded up to a multiple of the device count (padding is masked out), so
     CoOp's 100 runs on any mesh."""
@@ -51,10 +53,10 @@ def make_accuracy(model: clip.CLIP, spec: adapters.AdapterSpec, mesh, image_size
 
     @jax.jit
     def counts(frozen, adapter_params, class_feats, batch):
-        layer = (adapters.layer_adapters(adapter_params, spec)["vision"]
-                 if adapter_params is not None else None)
+        layer = adapters.layer_adapters(adapter_params, spec)["vision"]
         img = clip.encode_image(model, frozen, batch["image"], layer)
-        logits = clip.normalize(img) @ class_feats.T  # argmax: the scale changes nothing
+        # Unscaled cosines: the argmax is the same as that of CLIP's scaled logits.
+        logits = clip.normalize(img) @ class_feats.T
         correct = (logits.argmax(-1) == batch["label"]).astype(jnp.float32) * batch["mask"]
         return correct.sum(), batch["mask"].sum()
 
@@ -68,6 +70,20 @@ def make_accuracy(model: clip.CLIP, spec: adapters.AdapterSpec, mesh, image_size
         return 100.0 * correct / max(total, 1.0), int(total)
 
     return accuracy
+
+
+def class_embeddings(model: clip.CLIP, params, tok,
+                     classnames: Sequence[str], templates: Sequence[str] = ("a photo of a {}.",),
+                     batch_size: int = 256) -> jax.Array:
+    """(C, D) unit-norm class embeddings: the mean over templates of unit-norm text features
+    of the prompts `data.class_prompts` builds."""
+    per_template = [data.class_prompts(classnames, t) for t in templates]
+    prompts = [p for row in zip(*per_template) for p in row]  # class-major
+    encode = jax.jit(lambda p, ids: clip.normalize(clip.encode_text(model, p, ids)))
+    feats = [encode(params, tok(prompts[i:i + batch_size]))
+             for i in range(0, len(prompts), batch_size)]
+    feats = jnp.concatenate(feats).reshape(len(classnames), len(templates), -1)
+    return clip.normalize(feats.mean(axis=1))
 
 
 def harmonic_mean(a: float, b: float) -> float:

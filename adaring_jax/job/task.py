@@ -15,7 +15,7 @@ import dataclasses
 import numpy as np
 from absl import logging
 
-from adaring_jax import data
+from adaring_jax import adapters, data
 from adaring_jax.data import presets
 
 USABLE_PROBE = 32  # images decoded per split before training to find unreadable folders
@@ -107,7 +107,7 @@ def build(config, image_size: int) -> Task:
 
 def check(task: Task, config, global_batch: int) -> None:
     """Refuse a task that cannot give meaningful numbers, before anything is written."""
-    if config.method != "zeroshot" and len(task.train_indices) < global_batch:
+    if adapters.get(config.method).trains and len(task.train_indices) < global_batch:
         raise data.DataError(
             f"{len(task.train_indices)} training images (after the {config.data.shots}-shot "
             f"draw) are fewer than one batch of {global_batch}; lower optim.batch_size")

@@ -3,10 +3,10 @@ variants, the same number of trials each, over the tuning seeds 1-3 -> a table a
 Most trials change one axis of the base; the rest combine what helped there (chosen from the
 seeds 1-3 results); the total per method is the same.
 
-    python benchmarks/fidelity_sweep.py                       # every trial, seeds 1-3
-    python benchmarks/fidelity_sweep.py --trials=ring_default,mma_default --seeds=1
-    python benchmarks/fidelity_sweep.py --list                # trials, budgets, no runs
-    python benchmarks/fidelity_sweep.py --curve               # HM against parameters
+    python -m experiments.fidelity_sweep                      # every trial, seeds 1-3
+    python -m experiments.fidelity_sweep --trials=ring_default,mma_default --seeds=1
+    python -m experiments.fidelity_sweep --list               # trials, budgets, no runs
+    python -m experiments.fidelity_sweep --curve              # HM against parameters
 
 Every trial is the default job (`configs/fewshot.py`, the embedded task) at the sweep's base
 schedule (SWEEP_BASE: 10 epochs, one learning rate) with the trial's config overrides, all
@@ -24,16 +24,15 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
 from absl import app, flags, logging
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-from adaring_jax import adapters  # noqa: E402
-from adaring_jax.models import convert  # noqa: E402
-from configs import fewshot, recipes  # noqa: E402
-from experiments import finished_run, mean_std, override, write_report  # noqa: E402
+from adaring_jax import adapters, recipes
+from adaring_jax.models import convert
+from configs import fewshot
+from experiments.experiments import finished_run, mean_std, override, write_report
+
+HERE = os.path.dirname(os.path.abspath(__file__))  # the reports go beside the script
 
 BUDGET = 0.10  # of MMA's trainable parameters
 # The schedule every trial starts from: the embedded recipe as it was when the sweep chose the
@@ -123,12 +122,12 @@ EVERY = {**TRIALS, **CURVE}
 _TRIALS = flags.DEFINE_list("trials", list(TRIALS), "trials to run")
 _SEEDS = flags.DEFINE_list("seeds", ["1", "2", "3"], "tuning seeds")
 _ROOT = flags.DEFINE_string("root", "runs/sweep", "workdirs: ROOT/TRIAL/seedS")
-_OUT = flags.DEFINE_string("out", os.path.join(REPO, "docs", "sweep"), "writes OUT.md, OUT.png")
+_OUT = flags.DEFINE_string("out", os.path.join(HERE, "sweep"), "writes OUT.md, OUT.png")
 _ARGS = flags.DEFINE_string("config_args", "", "extra configs/fewshot.py arguments (smoke: "
                             "the tiny random CLIP, for tests)")
 _LIST = flags.DEFINE_bool("list", False, "print the trials and their parameter counts only")
 _CURVE = flags.DEFINE_bool("curve", False, "run the parameter curve instead (writes "
-                           "docs/param_curve.md and .png unless --out is given)")
+                           "experiments/param_curve.md and .png unless --out is given)")
 
 
 def make_config(trial: str, seed: str):
@@ -179,7 +178,7 @@ def table(results: dict, counts: dict) -> list[dict]:
 def markdown(rows, seeds) -> str:
     lines = [f"Seeds {', '.join(seeds)}; every trial with the generalization-aware loss "
              "weights of the default AdaRing unless it sets them. "
-             "`python benchmarks/fidelity_sweep.py`.", "",
+             "`python -m experiments.fidelity_sweep`.", "",
              "| trial | method | what it tests | trainable params | base | novel | HM |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -212,7 +211,7 @@ def plot(rows, path: str):
 def curve_markdown(rows, seeds, mma: int) -> str:
     lines = [f"Seeds {', '.join(seeds)}; the sweep's 10-epoch base with the "
              "generalization-aware loss weights for both methods. "
-             "`python benchmarks/fidelity_sweep.py --curve`.", "",
+             "`python -m experiments.fidelity_sweep --curve`.", "",
              "| trial | what | trainable params | of MMA | base | novel | HM |",
              "|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: (r["method"], r["params"])):
@@ -247,7 +246,7 @@ def run_curve():
     counts = {t: trainable(make_config(t, "1")) for t in trials}
     mma = counts["mma_default"]
     rows = table({t: [run_trial(t, s) for s in _SEEDS.value] for t in trials}, counts)
-    out = _OUT.value if _OUT.present else os.path.join(REPO, "docs", "param_curve")
+    out = _OUT.value if _OUT.present else os.path.join(HERE, "param_curve")
     write_report(out, curve_markdown(rows, _SEEDS.value, mma),
                  lambda path: curve_plot(rows, mma, path))
 

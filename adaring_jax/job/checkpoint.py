@@ -4,7 +4,7 @@ What is saved: only the trainer's state pytree, `{"adapters", "opt_state", "step
 (kilobytes to megabytes), never the frozen backbone, which is rebuilt from its own weights.
 
 Why the guards: a resumed job must continue the same experiment. The workdir records the
-experiment's fingerprint (`experiment.json`) and refuses a different one, and a checkpoint that
+run's identity (`experiment.json`, `workdir.py`) and refuses another, and a checkpoint that
 cannot be read back faithfully raises `CheckpointError`: the trainer never quietly starts afresh.
 
 Orbax behaviour this relies on (orbax-checkpoint 0.12):
@@ -21,7 +21,6 @@ Orbax behaviour this relies on (orbax-checkpoint 0.12):
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -35,58 +34,21 @@ from etils import epath
 
 from adaring_jax.errors import UserError
 
-FINGERPRINT_FILE = "experiment.json"
-_ABSENT = object()  # a field missing from one of two fingerprints
-
-
 class CheckpointError(UserError, RuntimeError):
     """An incompatible or unreadable checkpoint; the message says what, where and what to do."""
-
-
-def _normalize(fingerprint: dict) -> dict:
-    """The fingerprint as it reads back from JSON (tuples become lists, keys strings)."""
-    try:
-        return json.loads(json.dumps(fingerprint, sort_keys=True))
-    except (TypeError, ValueError) as e:
-        raise TypeError(f"experiment fingerprint must be JSON-serializable: {e}") from e
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
-    """Nested dicts as one dict with dotted keys ("spec.ranks"), so differences name a field."""
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict) and value:
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
-def fingerprint_differences(saved: dict, current: dict) -> list[str]:
-    """One line per field whose value differs between two fingerprints, with both values."""
-    a, b = _flatten(saved), _flatten(current)
-    show = lambda v: "<absent>" if v is _ABSENT else json.dumps(v)  # noqa: E731
-    return [f"{k}: workdir has {show(a.get(k, _ABSENT))}, this run has {show(b.get(k, _ABSENT))}"
-            for k in sorted(a.keys() | b.keys()) if a.get(k, _ABSENT) != b.get(k, _ABSENT)]
 
 
 class Checkpointer:
     """Saves and restores the training state under `directory`, one subdirectory per step."""
 
-    def __init__(self, directory: str, fingerprint: dict | None, max_to_keep: int = 3):
+    def __init__(self, directory: str, max_to_keep: int = 3):
         """Orbax CheckpointManager in `directory` (created if missing), keeping the last
-        `max_to_keep` steps. `fingerprint` (a JSON-able dict describing the experiment) is
-        written to `directory/experiment.json` on first use; if that file exists and differs,
-        CheckpointError names each differing field, so an old workdir is never silently reused
-        or overwritten by a different experiment. None: the caller guards the directory (the
-        jobs fingerprint their whole workdir, `workdir.py`)."""
+        `max_to_keep` steps. The caller guards the directory: the jobs bind their whole
+        workdir to one experiment (`workdir.py`)."""
         directory = os.fspath(directory)
         if "://" not in directory:  # Orbax wants absolute local paths
             directory = os.path.abspath(directory)
         self.directory = epath.Path(directory)
-        self.fingerprint = None if fingerprint is None else _normalize(fingerprint)
-        if self.fingerprint is not None:
-            self._check_fingerprint()
         self._mgr = ocp.CheckpointManager(
             self.directory,
             # Registering the handler up front lets `item_metadata` work before any save/restore.
@@ -94,27 +56,6 @@ class Checkpointer:
             options=ocp.CheckpointManagerOptions(
                 max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True,
                 enable_async_checkpointing=True))
-        path = self.directory / FINGERPRINT_FILE
-        if self.fingerprint is not None and jax.process_index() == 0 and not path.exists():
-            tmp = self.directory / (FINGERPRINT_FILE + ".tmp")  # rename: never half a file
-            tmp.write_text(json.dumps(self.fingerprint, indent=2, sort_keys=True) + "\n")
-            tmp.rename(path)
-
-    def _check_fingerprint(self) -> None:
-        path = self.directory / FINGERPRINT_FILE
-        if not path.exists():
-            return
-        advice = (f"Use a new workdir for this experiment, or delete/move {self.directory} "
-                  "if its checkpoints are not wanted.")
-        try:
-            saved = json.loads(path.read_text())
-        except ValueError as e:
-            raise CheckpointError(f"{path} is not valid JSON ({e}). {advice}") from e
-        diffs = fingerprint_differences(saved, self.fingerprint)
-        if diffs:
-            raise CheckpointError(
-                f"workdir {self.directory} belongs to a different experiment; differing fields:\n  "
-                + "\n  ".join(diffs) + f"\n{advice}")
 
     def latest_step(self) -> int | None:
         """The newest complete step on disk (or being saved by this process), None if none."""

@@ -1,8 +1,9 @@
 """A finished run, read back: the one place that loads a workdir for `predict`, `compress`,
 `export` and a warm start (`config.adapter.init_from`).
 
-When a run starts (after its inputs are checked), it records beside `experiment.json`:
-- `config.json`: the whole experiment config;
+When a run starts (after its inputs are checked), it records beside `experiment.json` (its
+identity, `identity.py`):
+- `config.json`: the whole experiment config, which must agree with the identity when read;
 - `task.json`: the training dataset's class names, each evaluation split's class names and
   prompt templates, and the words of a random-weight model's vocabulary.
 A run is finished once `results.json` exists; its adapters are the last Orbax step's.
@@ -18,30 +19,30 @@ import jax
 import ml_collections
 import numpy as np
 
-from adaring_jax import adapters, backbone, checkpoint, data, task as tasks
+from adaring_jax import adapters, data
 from adaring_jax.errors import UserError
+from adaring_jax.job import atomic, backbone, checkpoint, identity, task as tasks
+from adaring_jax.job import workdir as workdir_module
 
 CONFIG = "config.json"
 TASK = "task.json"
-RESULTS = "results.json"
+DRAW = "draw.json"
+RESULTS = workdir_module.RESULTS
 
 
 class RunError(UserError, ValueError):
     """A workdir that is not a finished run of the kind a command needs."""
 
 
-def _write_json(path: str, value) -> None:
-    tmp = path + ".tmp"  # rename: never half a file
-    with open(tmp, "w") as f:
-        json.dump(value, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
 def record(workdir: str, config, task) -> None:
-    """Write config.json and task.json for `task` (a `task.Task`) into `workdir` (process 0)."""
+    """Write config.json, task.json and draw.json (the drawn indices) for `task` (a
+    `task.Task`) into `workdir` (process 0)."""
     if jax.process_index() != 0:
         return
+    draw = {k: (np.asarray(v).tolist() if isinstance(v, np.ndarray) else v)
+            for k, v in task.draw.items()}
+    atomic.write_text(os.path.join(workdir, DRAW), json.dumps(draw))
+
     def templates(coop_template: str) -> dict:
         return {"adapted": data.prompts.template(config.data.prompt, coop_template),
                 "zeroshot": data.prompts.template(config.data.zeroshot_prompt, coop_template)}
@@ -53,8 +54,8 @@ def record(workdir: str, config, task) -> None:
                               "templates": templates(e.coop_template)}
                        for name, e in task.evals.items()},
             "words": tasks.task_words(task)}
-    _write_json(os.path.join(workdir, CONFIG), json.loads(config.to_json()))
-    _write_json(os.path.join(workdir, TASK), info)
+    atomic.write_json(os.path.join(workdir, CONFIG), json.loads(config.to_json()))
+    atomic.write_json(os.path.join(workdir, TASK), info)
 
 
 @dataclasses.dataclass
@@ -69,14 +70,21 @@ class Record:
     def method(self) -> str:
         return self.config.method
 
+    @property
+    def trained(self) -> bool:
+        """Whether the run trained adapters (not a zero-shot run)."""
+        return adapters.get(self.method).trains
+
 
 def read(workdir: str) -> Record:
     """The record of the finished run in `workdir`; RunError says what is missing and why."""
     if not os.path.isdir(workdir):
         raise RunError(f"no run directory at {workdir}")
-    paths = {name: os.path.join(workdir, name) for name in (CONFIG, TASK, RESULTS)}
-    if not os.path.exists(paths[CONFIG]) or not os.path.exists(paths[TASK]):
-        raise RunError(f"{workdir} has no {CONFIG} and {TASK}: it is not a run directory, or "
+    paths = {name: os.path.join(workdir, name)
+             for name in (CONFIG, TASK, RESULTS, workdir_module.FINGERPRINT)}
+    if not all(os.path.exists(paths[n]) for n in (CONFIG, TASK, workdir_module.FINGERPRINT)):
+        raise RunError(f"{workdir} lacks {CONFIG}, {TASK} or {workdir_module.FINGERPRINT}: it is "
+                       "not a run directory, or "
                        "the run was made before runs recorded them (run it again with "
                        "python -m adaring_jax.main)")
     if not os.path.exists(paths[RESULTS]):
@@ -89,18 +97,28 @@ def read(workdir: str) -> Record:
                 values[name] = json.load(f)
         except (OSError, ValueError) as e:
             raise RunError(f"cannot read {path}: {e}") from None
+    diffs = identity.differences(values[workdir_module.FINGERPRINT], identity.of(values[CONFIG])) \
+        if isinstance(values[CONFIG], dict) and isinstance(
+            values[workdir_module.FINGERPRINT], dict) else ["config.json is not a config"]
+    if diffs:
+        raise RunError(f"{paths[CONFIG]} does not describe the run recorded in "
+                       f"{paths[workdir_module.FINGERPRINT]} (was it edited?); differing "
+                       "fields:\n  " + "\n  ".join(diffs))
+    if values[CONFIG].get("method") not in adapters.METHODS:
+        raise RunError(f"{paths[CONFIG]} names method {values[CONFIG].get('method')!r}, "
+                       f"which this version does not have ({', '.join(adapters.METHODS)})")
     config = ml_collections.ConfigDict(values[CONFIG])
     return Record(workdir, config, values[TASK], values[RESULTS])
 
 
-def restore_adapters(rec: Record, spec: adapters.AdapterSpec):
+def restore_adapters(rec: Record, spec: adapters.Spec):
     """The adapter params of the run's last checkpoint step, checked against `spec`."""
     directory = os.path.join(rec.workdir, "checkpoints")
     if not os.path.isdir(directory):
         raise checkpoint.CheckpointError(
             f"no checkpoints in {directory}: the {rec.method} run in {rec.workdir} lost its "
             "adapters; train it again in a new workdir")
-    with checkpoint.Checkpointer(directory, None) as ckpt:
+    with checkpoint.Checkpointer(directory) as ckpt:
         state = ckpt.restore_as_saved()
     params = state.get("adapters") if isinstance(state, dict) else None
     want = adapters.param_shapes(spec)
@@ -120,13 +138,13 @@ class Loaded:
     model: object
     frozen: dict
     tok: object
-    spec: adapters.AdapterSpec
-    adapters: dict | None  # None for a zero-shot run
+    spec: adapters.Spec
+    adapters: dict  # {} for a zero-shot run (spec adapters.NONE)
 
     def classes(self, split: str = "") -> tuple[list[str], str]:
         """(class names, prompt template) of the run's dataset, or of one evaluation split."""
         task = self.record.task
-        kind = "zeroshot" if self.record.method == "zeroshot" else "adapted"
+        kind = "adapted" if self.record.trained else "zeroshot"
         if not split:
             return task["classnames"], task["templates"][kind]
         if split not in task["splits"]:
@@ -136,44 +154,40 @@ class Loaded:
         return entry["classnames"], entry["templates"][kind]
 
 
-def load(workdir: str, methods=adapters.METHODS) -> Loaded:
-    """Backbone (from the run's recorded checkpoint), tokenizer and adapters of a finished run
-    of one of `methods`."""
+def load(workdir: str, needs_adapters: bool = False) -> Loaded:
+    """Backbone (from the run's recorded checkpoint), tokenizer and adapters of a finished run;
+    with `needs_adapters`, a zero-shot run is refused."""
     rec = read(workdir)
-    if rec.method not in methods:
-        raise RunError(f"{workdir} is a {rec.method} run; this command needs a run of method "
-                       f"{' or '.join(methods)}")
+    if needs_adapters and not rec.trained:
+        raise RunError(f"{workdir} is a {rec.method} run: it has no adapters; this command "
+                       "needs a run that trained some")
     model, frozen, tok = backbone.load(rec.config, rec.task["words"])
     spec = adapters.spec_from_config(rec.config, model.config)
-    params = None if rec.method == "zeroshot" else restore_adapters(rec, spec)
+    params = restore_adapters(rec, spec) if rec.trained else {}
     return Loaded(rec, model, frozen, tok, spec, params)
 
 
-def initial_adapters(config, spec: adapters.AdapterSpec, model_config):
+def initial_adapters(config, spec: adapters.Spec, model_config):
     """A run's first adapter params: fresh (`adapters.init`) or, with
-    `config.adapter.init_from`, a finished run's: the same spec is copied (continue training);
-    a `mma` run is compressed by TR-SVD into a one-bank `adaring` spec of rank R (each family
-    capped at R and zero-padded to it, `adapters.from_dense`)."""
+    `config.adapter.init_from`, a finished run's, converted by the method when it can
+    (`Method.warm_start`: the same spec is copied; adaring compresses an mma run by TR-SVD)."""
     source = config.adapter.get("init_from", "")
     if not source:
         return adapters.init(spec, config.seed)
     rec = read(source)
-    if rec.method == "zeroshot":
-        raise RunError(f"adapter.init_from={source!r} is a zero-shot run: it has no adapters")
+    if not rec.trained:
+        raise RunError(f"adapter.init_from={source!r} is a {rec.method} run: it has no adapters")
     backbone_of = lambda c: (c.model.arch, c.model.checkpoint)  # noqa: E731
     if backbone_of(rec.config) != backbone_of(config):
         raise RunError(f"adapter.init_from={source!r} adapted backbone "
                        f"{backbone_of(rec.config)}, this run uses {backbone_of(config)}")
     source_spec = adapters.spec_from_config(rec.config, model_config)
     params = restore_adapters(rec, source_spec)
-    if source_spec == spec:
-        return params
-    same_bank = (source_spec.layers, source_spec.hidden) == (spec.layers, spec.hidden)
-    if (rec.method == "mma" and spec.method == "adaring" and len(spec.ranks) == 1 and same_bank
-            and spec.bias == "dense"):
-        return adapters.from_dense(params, spec, rel_eps=None, max_rank=spec.ranks[0])[0]
-    raise RunError(
-        f"adapter.init_from={source!r} ({rec.method}, layers {source_spec.layers}, hidden "
-        f"{source_spec.hidden}) cannot initialize this {spec.method} run: give a run of the "
-        "same method and adapter config, or an mma run with the same layers and hidden width "
-        "for a one-bank adaring run (ranks=R, bias=dense)")
+    started = adapters.get(spec.method).warm_start(rec.method, params, source_spec, spec)
+    if started is None:
+        raise RunError(
+            f"adapter.init_from={source!r} (a {rec.method} run, spec {source_spec}) cannot "
+            f"initialize this {spec.method} run (spec {spec}): give a run of the same method "
+            "and adapter config, or one its method converts (adaring: an mma run with the same "
+            "layers and hidden width, for a one-bank ring, ranks=R, bias=dense)")
+    return started

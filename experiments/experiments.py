@@ -10,7 +10,7 @@ import statistics
 
 from absl import logging
 
-from adaring_jax import train
+from adaring_jax.job import train
 
 
 def finished_run(config, workdir: str) -> dict:

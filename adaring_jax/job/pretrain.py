@@ -12,7 +12,6 @@ tokenizer to `workdir/export`, a directory `convert.load_pretrained` reads like 
 
 from __future__ import annotations
 
-import json
 import os
 
 import jax
@@ -20,9 +19,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from adaring_jax import (adapters, backbone, checkpoint, evaluate, loop, metrics, sharding,
-                         validation, workdir as workdirs)
+from adaring_jax import adapters
 from adaring_jax.data import shapes
+from adaring_jax.job import (atomic, backbone, checkpoint, evaluate, identity, loop, metrics,
+                             report, sharding, validation, workdir as workdirs)
 from adaring_jax.models import clip, convert, preprocess
 
 _COLOUR_WORDS = {c: i for i, c in enumerate(shapes.COLOURS)}
@@ -74,21 +74,17 @@ class Batches:
                 "cap_colour": attrs[:, 0], "cap_shape": attrs[:, 1]}
 
 
-def fingerprint(config) -> dict:
-    """What makes two pretraining runs the same experiment."""
-    return {"job": "pretrain", "seed": config.seed, "arch": config.model.arch,
-            "optim": config.optim.to_dict()}
-
-
 def run(config, workdir: str) -> dict:
     """Train all CLIP parameters contrastively, evaluate zero-shot, export to workdir/export.
     Checks the config and the workdir before writing anything."""
     validation.validate(config)
-    fp = fingerprint(config)
-    workdirs.check(workdir, fp)
+    run_identity = identity.of(config)
+    workdirs.check(workdir, run_identity)
+    if workdirs.finished(workdir):  # the same pretraining, done: write nothing
+        return report.finished(workdir)
     model, params, tok = backbone.load(config, shapes.caption_vocabulary())
     mesh = sharding.make_mesh()
-    lock = workdirs.acquire(workdir, fp)
+    lock = workdirs.acquire(workdir, run_identity)
     try:
         return _pretrain(config, workdir, model, params, tok, mesh)
     finally:
@@ -125,7 +121,7 @@ def _pretrain(config, workdir, model, params, tok, mesh) -> dict:
     batches = lambda start, stop: (sharding.global_batch(make(s), mesh)  # noqa: E731
                                    for s in range(start, stop))
     writer = metrics.MetricWriter(workdir)
-    with checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), None,
+    with checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"),
                                  max_to_keep=config.max_to_keep) as ckpt:
         try:
             outcome = loop.run(step_fn, state, batches, total, ckpt, writer,
@@ -143,8 +139,7 @@ def _pretrain(config, workdir, model, params, tok, mesh) -> dict:
         export = os.path.join(workdir, "export")
         convert.save_pretrained(model, jax.device_get(params), export,
                                 tokenizer_dir=tok_dir(tok))
-        with open(os.path.join(workdir, "results.json"), "w") as f:
-            json.dump(results, f, indent=2)
+        atomic.write_json(os.path.join(workdir, workdirs.RESULTS), results)
         metrics.note(f"exported to {export}; zero-shot accuracy {results['zeroshot']}")
     return results
 
@@ -155,15 +150,14 @@ def tok_dir(tok) -> str:
 
 def zeroshot_accuracy(config, model, params, tok, mesh) -> dict[str, float]:
     """Zero-shot accuracy (%) over all 64 classes in each rendering domain (test split)."""
-    spec = adapters.AdapterSpec("zeroshot", (1, 1), ())
-    class_features = evaluate.make_class_features(model, spec, mesh)
-    accuracy = evaluate.make_accuracy(model, spec, mesh, model.config.vision.image_size,
+    class_features = evaluate.make_class_features(model, adapters.NONE, mesh)
+    accuracy = evaluate.make_accuracy(model, adapters.NONE, mesh, model.config.vision.image_size,
                                       config.eval.batch_size, config.data.num_threads)
     ids = evaluate.prompt_ids(tok, shapes.CLASSNAMES, shapes.TEMPLATE)
-    feats = class_features(params, None, ids)
+    feats = class_features(params, {}, ids)
     out = {}
     for domain in shapes.DOMAINS:
         src = shapes.ShapesSource("test", domain, size=config.eval.size,
                                   image_size=model.config.vision.image_size)
-        out[domain] = round(accuracy(params, None, feats, src, np.arange(len(src)))[0], 2)
+        out[domain] = round(accuracy(params, {}, feats, src, np.arange(len(src)))[0], 2)
     return out

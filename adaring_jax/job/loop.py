@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from adaring_jax import checkpoint, metrics
+from adaring_jax.job import checkpoint, metrics
 from adaring_jax.errors import UserError
 
 GUARDED = ("loss", "grad_norm")  # metrics that must stay finite

@@ -1,8 +1,8 @@
 r"""Evidence on the embedded task: zero-shot, MMA, single and heterogeneous AdaRing, each with and
 without the generalization-aware loss, over seeds 1-3 -> a Markdown table and a plot.
 
-    python benchmarks/embedded_evidence.py                  # all variants, seeds 1-3
-    python benchmarks/embedded_evidence.py --variants=adaring,adaring_ga --seeds=1
+    python -m experiments.embedded_evidence                 # all variants, seeds 1-3
+    python -m experiments.embedded_evidence --variants=adaring,adaring_ga --seeds=1
 
 Every run is the default job (`configs/fewshot.py`: base-to-novel on the shapes world's target
 domain with the shipped tiny CLIP) with the variant's arguments; its workdir is
@@ -15,14 +15,14 @@ table; `--set key=value` overrides config fields for exploring (e.g. loss.kl=2.0
 from __future__ import annotations
 
 import os
-import sys
 
 from absl import app, flags
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-from experiments import finished_run, mean_std, override, write_report  # noqa: E402
-from configs import fewshot, recipes  # noqa: E402
+from adaring_jax import recipes
+from configs import fewshot
+from experiments.experiments import finished_run, mean_std, override, write_report
+
+HERE = os.path.dirname(os.path.abspath(__file__))  # the report goes beside the script
 
 # name -> (label, config argument, generalization-aware loss on?)
 VARIANTS = {
@@ -38,7 +38,7 @@ VARIANTS = {
 _VARIANTS = flags.DEFINE_list("variants", list(VARIANTS), f"of {', '.join(VARIANTS)}")
 _SEEDS = flags.DEFINE_list("seeds", ["1", "2", "3"], "seeds")
 _ROOT = flags.DEFINE_string("root", "runs/evidence", "workdirs: ROOT/VARIANT/seedS")
-_OUT = flags.DEFINE_string("out", os.path.join(REPO, "docs", "evidence_runs"),
+_OUT = flags.DEFINE_string("out", os.path.join(HERE, "evidence_runs"),
                            "writes OUT.md and OUT.png")
 _SINGLE_RANK = flags.DEFINE_integer("single_rank", 0,
                                     "rank of the single AdaRing (0: the default's largest)")

@@ -17,7 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from adaring_jax import adapters, losses
+from adaring_jax import adapters
+from adaring_jax.job import losses
 from adaring_jax.models import clip
 
 
@@ -60,7 +61,7 @@ def encode_prompts(model: clip.CLIP, frozen, prompts, text_adapters) -> jax.Arra
     return txt if prompts.count is None else txt[:prompts.count]
 
 
-def adapted_features(model: clip.CLIP, frozen, adapter_params, spec: adapters.AdapterSpec,
+def adapted_features(model: clip.CLIP, frozen, adapter_params, spec: adapters.Spec,
                      pixels, prompts) -> tuple[jax.Array, jax.Array]:
     """(image features (B, D), class text features (C, D)) with the adapters applied.
     `prompts` is a `Prompts` or a (C, L) id array."""
@@ -69,7 +70,7 @@ def adapted_features(model: clip.CLIP, frozen, adapter_params, spec: adapters.Ad
     return img, encode_prompts(model, frozen, prompts, layer["text"])
 
 
-def loss_fn(adapter_params, frozen, model: clip.CLIP, spec: adapters.AdapterSpec,
+def loss_fn(adapter_params, frozen, model: clip.CLIP, spec: adapters.Spec,
             weights: Mapping[str, float], pixels, labels, prompts, text_reference, mask=None):
     """Generalization-aware loss on one batch; `mask` (B,) drops padded/unreadable examples.
 
@@ -98,8 +99,7 @@ def loss_fn(adapter_params, frozen, model: clip.CLIP, spec: adapters.AdapterSpec
         if weights.get("kl", 0.0):
             terms["kl"] = losses.kl_to_reference(
                 logits, clip.scaled_cosine(img0, text_reference, scale), mask)
-    if weights.get("diversity", 0.0):
-        terms["diversity"] = adapters.diversity(adapter_params, spec)
+    terms.update(adapters.regularizer_terms(adapter_params, spec, weights))
     loss, metrics = losses.generalization_aware(terms, weights)
     metrics["accuracy"] = losses.masked_mean(logits.argmax(-1) == labels, mask)
     return loss, metrics

@@ -1,0 +1,361 @@
+"""`adaring`: cross-layer tensor-ring banks mixed by rank (DESIGN.md 1.2-1.3, our reconstruction).
+
+Every kernel family, stacked over layers to (N, I, O), is a tensor ring whose first core holds
+the layer-specific slices and whose other cores (I and O split into small modes) are shared by
+all layers. Down/Shared biases are dense (h per layer) by default; the Up bias is one (N, d)
+array shared by the banks (`bias`: BIAS_MODES). `ranks` gives one ring rank per bank: K = 1 is
+single AdaRing; K > 1 mixes the banks per layer with softmax gates. Because ReLU acts
+elementwise, the gated sum of K bottleneck MLPs is one MLP with concatenated Down,
+block-diagonal Shared and gate-scaled stacked Up, which is what the towers receive.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from adaring_jax.adapters import base, tensor_ring as tr
+from adaring_jax.errors import ConfigError
+
+# Biases: per layer; one for all layers; none; per layer as a tensor ring over (N, modes of the
+# width) with the bank's ranks (the Up bias: the largest bank's), first core zero so the bias
+# starts at zero with a gradient. The evidence found no gain over "dense" (experiments/).
+BIAS_MODES = ("dense", "shared", "none", "ring")
+RANKS = (2, 4, 8)  # the banks on CLIP ViT-B/L
+EMBEDDED_RANKS = (2, 4)  # the banks on the embedded tiny CLIP (recipes.py)
+# The generalization-aware loss AdaRing trains with (DESIGN.md 1.4). PromptSRC's 25 / 10 / 1
+# made training unstable under MMA's 1/alpha gradient scaling (gradient norm 34 -> 3,000 within
+# 24 smoke steps); on the embedded task 0.1 each beat both 1.0 and none.
+LOSS = {"text_l1": 0.1, "image_l1": 0.1, "kl": 0.1, "diversity": 0.1}
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec(base.Bottleneck):
+    ranks: tuple[int, ...] = RANKS  # one TR rank per bank
+    max_mode: int = 16  # split wide modes into factors <= max_mode (0: no split)
+    bias: str = "dense"  # one of BIAS_MODES
+    init_scale: float = 1.0  # ring init std in units of MMA's Kaiming std
+    layer_rank: int = 0  # rank of the two bonds of each ring's layer core (0: the bank's)
+
+    def __post_init__(self):
+        if not self.ranks or min(self.ranks) < 1:
+            raise ConfigError(f"adaring ranks must be positive integers, got {self.ranks}")
+        if self.layer_rank < 0:
+            raise ConfigError(f"layer_rank must be >= 0 (0: the bank's rank), "
+                              f"got {self.layer_rank}")
+        if self.bias not in BIAS_MODES:
+            raise ConfigError(f"unknown bias mode {self.bias!r}; valid: {', '.join(BIAS_MODES)}")
+
+    def modes(self, n: int) -> tuple[int, ...]:
+        return tr.factorize(n, self.max_mode) if self.max_mode else (n,)
+
+    def bond_ranks(self, rank: int, num_cores: int) -> tuple[int, ...]:
+        """Bond ranks of a ring of `num_cores` cores in a bank of `rank`: bond k enters core k,
+        so bonds 0 and 1 are the layer core's (`layer_rank` when set), the others `rank`."""
+        layer = self.layer_rank or rank
+        return (layer, layer) + (rank,) * (num_cores - 2)
+
+    def bias_rows(self) -> int:
+        """Rows of a bias array: one per layer, one shared by all, or none."""
+        return {"dense": self.num_layers, "shared": 1, "none": 0, "ring": 0}[self.bias]
+
+
+# ---------------------------------------------------------------------------------------------
+# Config
+
+
+def config_block(arg) -> dict:
+    return {
+        **base.bottleneck_block(),
+        # TR rank per bank; one rank = single AdaRing. 2+4+8 for CLIP ViT-B/L (the embedded
+        # recipe sets the tiny CLIP's own).
+        "ranks": tuple(arg.ranks) or RANKS,
+        "max_mode": 16,  # split wide modes into factors <= this (0: off)
+        # Biases (Down, Shared, Up): "dense" per layer, "shared" by all layers, "none", or
+        # "ring" (per layer, as tensor rings over the layers and the split width).
+        "bias": "dense",
+        "init_scale": 1.0,  # ring init std in units of MMA's Kaiming std
+        # Rank of the two bonds of each ring's layer core, the only layer-specific part
+        # (0: the bank's rank); more room for what differs between layers.
+        "layer_rank": 0,
+        # Learning-rate multipliers of the layer-slice cores (each ring's first core) and of
+        # the layer-shared cores (LoRA+-style core-wise rates); biases and gates keep lr.
+        "lr_layer_core": 1.0,
+        "lr_shared_cores": 1.0,
+    }
+
+
+def recipe(config, name: str, arg) -> None:
+    if name == "embedded":
+        config.adapter.ranks = tuple(arg.ranks) or EMBEDDED_RANKS
+        # Layer cores (the rings' only layer-specific part) at 4x the rate: +1.1 HM at 10
+        # epochs on every tuning seed (experiments/sweep.md, ring_lr_layer4).
+        config.adapter.lr_layer_core = 4.0
+
+
+def check(config) -> None:
+    base.check_bottleneck(config)
+    a = config.adapter
+    if not a.ranks:
+        raise ConfigError("config.adapter.ranks is empty: give one TR rank per bank, "
+                          "e.g. ranks=2+4+8")
+    for r in a.ranks:
+        base.number("adapter.ranks[...]", r, 1, integer=True)
+    base.number("adapter.max_mode", a.max_mode, 0, integer=True)
+    if a.bias not in BIAS_MODES:
+        raise ConfigError(f"config.adapter.bias={a.bias!r} is not valid; choose from: "
+                          f"{', '.join(BIAS_MODES)}")
+    base.number("adapter.init_scale", a.init_scale, 0, low_open=True)
+    base.number("adapter.layer_rank", a.layer_rank, 0, integer=True)
+    for field in ("lr_layer_core", "lr_shared_cores"):
+        base.number(f"adapter.{field}", a[field], 0)
+    if a.max_mode == 1:
+        raise ConfigError("config.adapter.max_mode=1: modes split into factors <= 1 "
+                          "do not exist; use 0 (no splitting) or >= 2")
+
+
+def make_spec(block, model_config) -> Spec:
+    return Spec("adaring", base.widths(model_config),
+                base.adapted_layers(model_config, block.start, block.end), hidden=block.hidden,
+                alpha=block.alpha, unscaled_grads=block.unscaled_grads,
+                ranks=tuple(block.ranks), max_mode=block.max_mode, bias=block.bias,
+                init_scale=block.init_scale, layer_rank=block.layer_rank)
+
+
+def lr_multipliers(block) -> dict:
+    return {base.LAYER_SLICES: block.lr_layer_core, base.SHARED_CORES: block.lr_shared_cores}
+
+
+# ---------------------------------------------------------------------------------------------
+# Initialization
+
+
+def init(spec: Spec, seed: int) -> base.Params:
+    """Fresh params drawn with numpy from `seed` (no compilation; the same on any platform).
+    Up cores start with a zero first core, so the adapter output is exactly zero at step 0
+    (the adapted model starts as zero-shot CLIP) while every core has a gradient."""
+    n = spec.num_layers
+    rng = np.random.default_rng([seed, len(spec.ranks)])
+    zeros = lambda shape: jnp.zeros(shape, jnp.float32)  # noqa: E731
+    params = {}
+    rows = spec.bias_rows()
+    for b, rank in enumerate(spec.ranks):
+        bank: base.Params = {}
+        for (owner, fam), (i, o) in spec.families().items():
+            modes = (n, *spec.modes(i), *spec.modes(o))
+            entry = {"cores": tr.tr_init(rng, spec.bond_ranks(rank, len(modes)), modes,
+                                         spec.init_scale * base.kaiming_fan_out(o),
+                                         zero_first=fam == "up")}
+            if fam != "up" and rows:
+                entry["bias"] = zeros((rows, o))
+            elif fam != "up" and spec.bias == "ring":
+                entry["bias"] = _bias_ring(rng, spec, rank, o)
+            (bank.setdefault(owner, {}) if owner != "shared" else bank)[fam] = entry
+        params[f"bank_{b}"] = bank
+    if rows:
+        params["up_bias"] = {t: zeros((rows, d)) for t, d in zip(base.TOWERS, spec.widths)}
+    elif spec.bias == "ring":
+        params["up_bias"] = {t: _bias_ring(rng, spec, max(spec.ranks), d)
+                             for t, d in zip(base.TOWERS, spec.widths)}
+    if len(spec.ranks) > 1:
+        params["gates"] = {t: zeros((n, len(spec.ranks))) for t in base.TOWERS}
+    return params
+
+
+def _bias_ring(rng, spec: Spec, rank: int, width: int) -> list[jax.Array]:
+    """A zero (N, width) bias stack as a tensor ring over (N, modes of width)."""
+    modes = (spec.num_layers, *spec.modes(width))
+    return tr.tr_init(rng, spec.bond_ranks(rank, len(modes)), modes,
+                      base.kaiming_fan_out(width), zero_first=True)
+
+
+def labels(spec: Spec):
+    """Each leaf's kind: a ring's first core carries the layer mode (the layer slices)."""
+    def label(path, leaf):
+        del leaf
+        keys = [getattr(k, "key", getattr(k, "idx", None)) for k in path]
+        if keys[0] == "gates":
+            return base.GATES
+        if "cores" in keys:
+            return base.LAYER_SLICES if keys[keys.index("cores") + 1] == 0 else base.SHARED_CORES
+        return base.BIASES
+    return jax.tree_util.tree_map_with_path(label, jax.eval_shape(lambda: init(spec, 0)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Materialization: trainable params -> per-layer weight stacks
+
+
+def bank_weights(params: base.Params, spec: Spec) -> list[dict[str, tuple]]:
+    """Per bank, per tower: (kernels, biases) of the Down/Shared/Up MLP, stacked over layers,
+    each ring contracted to its (N, I, O) stack in one einsum. The Up bias is left out (it is
+    shared by the banks; see `layer_adapters`)."""
+    fams = spec.families()
+    banks = []
+    for b in range(len(spec.ranks)):
+        bank = params[f"bank_{b}"]
+
+        def weights(owner, fam):
+            i, o = fams[(owner, fam)]
+            node = bank[fam] if owner == "shared" else bank[owner][fam]
+            return tr.tr_layer_weights(node["cores"], spec.modes(i), spec.modes(o))
+
+        shared_w = weights("shared", "shared")
+        banks.append({t: ((weights(t, "down"), shared_w, weights(t, "up")),
+                          (_layer_bias(bank[t]["down"], spec, spec.hidden),
+                           _layer_bias(bank["shared"], spec, spec.hidden), None))
+                      for t in base.TOWERS})
+    return banks
+
+
+def _layer_bias(node: base.Params, spec: Spec, width: int) -> jax.Array:
+    """(N, width) per-layer biases of a family: its own, broadcast, contracted from its ring,
+    or zeros."""
+    bias = node.get("bias")
+    if bias is None:
+        return jnp.zeros((spec.num_layers, width), jnp.float32)
+    if isinstance(bias, (list, tuple)):  # bias="ring"
+        return tr.tr_full(bias).reshape(spec.num_layers, width)
+    return jnp.broadcast_to(bias, (spec.num_layers, width))
+
+
+def gate_values(params: base.Params, spec: Spec) -> dict[str, jax.Array]:
+    """Per tower, (N, K) softmax mixing weights of the banks (all ones for one bank)."""
+    if len(spec.ranks) == 1:
+        return {t: jnp.ones((spec.num_layers, 1)) for t in base.TOWERS}
+    return {t: jax.nn.softmax(params["gates"][t], axis=-1) for t in base.TOWERS}
+
+
+def _block_diag(blocks: jax.Array) -> jax.Array:
+    """(K, N, h, h) -> (N, K*h, K*h), block-diagonal per layer."""
+    k, n, h, _ = blocks.shape
+    eye = jnp.eye(k, dtype=blocks.dtype)
+    return jnp.einsum("kl,knij->nkilj", eye, blocks).reshape(n, k * h, k * h)
+
+
+def layer_adapters(params: base.Params, spec: Spec) -> dict:
+    """The pure function from trainable params to what the towers take, per tower."""
+    banks = bank_weights(params, spec)
+    gates = gate_values(params, spec)
+    out = {}
+    for t in base.TOWERS:
+        downs = jnp.concatenate([b[t][0][0] for b in banks], axis=-1)
+        shared = _block_diag(jnp.stack([b[t][0][1] for b in banks]))
+        ups = jnp.concatenate([gates[t][:, j, None, None] * b[t][0][2]
+                               for j, b in enumerate(banks)], axis=1)
+        biases = (jnp.concatenate([b[t][1][0] for b in banks], axis=-1),
+                  jnp.concatenate([b[t][1][1] for b in banks], axis=-1),
+                  _layer_bias({"bias": params["up_bias"][t]} if "up_bias" in params
+                              else {}, spec, spec.widths[base.TOWERS.index(t)]))
+        out[t] = base.tower_adapters(spec, (downs, shared, ups), biases)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The diversity term
+
+
+def _linear_cka(x: jax.Array, y: jax.Array) -> jax.Array:
+    """Linear CKA of (N, P, h) representations over their P rows, per layer: 1 when one is a
+    rotation/scaling of the other, 0 when they are uncorrelated."""
+    # Centre, then scale to unit Frobenius norm (CKA is scale-free): the epsilon below then
+    # only guards an all-constant (dead) representation, whatever the activations' size.
+    unit = lambda z: (lambda c: c * jax.lax.rsqrt(jnp.sum(c ** 2, axis=(1, 2), keepdims=True)  # noqa: E731
+                                                  + 1e-20))(z - z.mean(axis=1, keepdims=True))
+    x, y = unit(x), unit(y)
+    cross = jnp.sum(jnp.einsum("npi,npj->nij", x, y) ** 2, axis=(1, 2))
+    xx = jnp.sqrt(jnp.sum(jnp.einsum("npi,npj->nij", x, x) ** 2, axis=(1, 2)))
+    yy = jnp.sqrt(jnp.sum(jnp.einsum("npi,npj->nij", y, y) ** 2, axis=(1, 2)))
+    return cross / (xx * yy + 1e-12)
+
+
+def diversity(params: base.Params, spec: Spec, num_probes: int = 64) -> jax.Array:
+    """How much the heterogeneous banks compute the same thing: linear CKA between the banks'
+    bottleneck representations relu(Shared(relu(Down u))) on fixed Gaussian probe inputs u
+    (LayerNorm outputs are about unit Gaussian per feature), averaged over bank pairs, layers
+    and towers. 0 for one bank; 1 when banks are linear copies of each other.
+
+    Why the bottleneck and not the branch output: the output starts at exactly zero (Up is
+    zero-initialized) and any scale-free similarity of near-zero vectors has gradients that
+    grow like 1/|output| -- measured here as gradient norms in the thousands. The bottleneck
+    is well away from zero from the first step.
+    """
+    if len(spec.ranks) < 2:
+        return jnp.zeros(())
+    banks = bank_weights(params, spec)
+    total, pairs = 0.0, 0
+    for t, d in zip(base.TOWERS, spec.widths):
+        probes = jax.random.normal(jax.random.key(17), (num_probes, d))
+        reps = []
+        for b in banks:
+            (down, shared, _), (bd, bs, _) = b[t]
+            h = jax.nn.relu(jnp.einsum("pi,nio->npo", probes, down) + bd[:, None])
+            reps.append(jax.nn.relu(jnp.einsum("npi,nio->npo", h, shared) + bs[:, None]))
+        for i in range(len(reps)):
+            for j in range(i + 1, len(reps)):
+                total = total + jnp.mean(_linear_cka(reps[i], reps[j]))
+                pairs += 1
+    return total / pairs
+
+
+# ---------------------------------------------------------------------------------------------
+# TR-SVD from a trained dense bank
+
+
+def from_dense(mma_params: base.Params, spec: Spec, rel_eps: float | None = 1e-2,
+               max_rank: int | None = None) -> tuple[base.Params, dict[str, float],
+                                                      dict[str, tuple[int, ...]]]:
+    """A trained `mma` bank -> single-bank `adaring` params by TR-SVD of each kernel family.
+
+    Each (N, I, O) stack is tensorized with `spec`'s modes and decomposed to `rel_eps` and/or
+    capped at `max_rank`. Without a cap the ranks come out of the data and may be unequal (the
+    materialization reads ranks from core shapes); with one, every bond is zero-padded to
+    `max_rank` (`tr.tr_pad`, exact), so the params have the shapes of `spec` with ranks
+    (max_rank,) and load, train and checkpoint like any adaring run. Biases are copied.
+    Returns the params, the relative Frobenius error per family ('vision/down', ...,
+    'shared') and the ranks TR-SVD found per family (before padding).
+    """
+    if spec.bias != "dense":
+        raise ValueError(f"from_dense keeps MMA's per-layer biases: it needs bias='dense', "
+                         f"not {spec.bias!r}")
+    bank: base.Params = {}
+    errors, found = {}, {}
+    for (owner, fam), (i, o) in spec.families().items():
+        node = mma_params[fam] if owner == "shared" else mma_params[owner][fam]
+        w = jnp.asarray(node["kernel"])
+        modes = (spec.num_layers, *spec.modes(i), *spec.modes(o))
+        ranks = None if max_rank is None else spec.bond_ranks(max_rank, len(modes))
+        cores = tr.tr_svd(w.reshape(modes), rel_eps=rel_eps, ranks=ranks)
+        name = fam if owner == "shared" else f"{owner}/{fam}"
+        errors[name] = tr.relative_error(cores, w.reshape(modes))
+        found[name] = tr.tr_ranks(cores)
+        entry = {"cores": tr.tr_pad(cores, ranks) if ranks else [jnp.asarray(c) for c in cores]}
+        if fam != "up":
+            entry["bias"] = jnp.asarray(node["bias"])
+        (bank.setdefault(owner, {}) if owner != "shared" else bank)[fam] = entry
+    params = {"bank_0": bank,
+              "up_bias": {t: jnp.asarray(mma_params[t]["up"]["bias"]) for t in base.TOWERS}}
+    return params, errors, found
+
+
+def warm_start(source: str, params, source_spec, spec: Spec):
+    """The same spec continues training; an mma run with the same layers and width is
+    compressed by TR-SVD into a one-bank ring of rank R (`from_dense`, capped and padded)."""
+    if source == "adaring" and source_spec == spec:
+        return params
+    same_bank = (source_spec.layers, getattr(source_spec, "hidden", None)) == \
+        (spec.layers, spec.hidden)
+    if source == "mma" and len(spec.ranks) == 1 and same_bank and spec.bias == "dense":
+        return from_dense(params, spec, rel_eps=None, max_rank=spec.ranks[0])[0]
+    return None
+
+
+METHOD = base.register(base.Method(
+    name="adaring", summary="tensor-ring banks of ranks `ranks`, mixed per layer by gates",
+    config_block=config_block, check=check, make_spec=make_spec, init=init,
+    layer_adapters=layer_adapters, labels=labels, loss=LOSS,
+    regularizers={"diversity": diversity}, lr_multipliers=lr_multipliers,
+    warm_start=warm_start, recipe=recipe))

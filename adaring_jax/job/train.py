@@ -1,0 +1,142 @@
+"""The adaptation job: task -> frozen CLIP + adapters -> the shared training loop -> evaluation
+-> results.json / results.md.
+
+Order of work, so that a bad input never damages a workdir: validate the config, build and
+check the task (splits, draw, counts, a sample of images), load and check the backbone, check
+the workdir; only then lock it, record the experiment, train (`loop.run`) and evaluate.
+One code path for a laptop CPU, a GPU box and a TPU pod: a 1-D `data` mesh over all devices,
+global batches assembled from per-process shards, gradients taken with respect to the adapter
+pytree only, state donated. Every batch is a pure function of (seed, step), so the checkpoint
+(adapters, optimizer state, step) is all a resumed run needs to continue exactly.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import jax.numpy as jnp
+
+from adaring_jax import adapters, data
+from adaring_jax.data import presets
+from adaring_jax.errors import ConfigError
+from adaring_jax.job import (backbone, checkpoint, evaluate, identity, loop, metrics, objective,
+                             optim, report, runs, sharding, task as tasks, validation,
+                             workdir as workdirs)
+from adaring_jax.models import convert
+
+def train_and_evaluate(config, workdir: str) -> dict:
+    """Run the experiment `config` in `workdir`; returns the results (also written there)."""
+    validation.validate(config)
+    if config.get("job", "adapt") != "adapt":
+        raise ConfigError(f"config.job={config.job!r}: not an adaptation config "
+                          "(python -m adaring_jax.main runs every job)")
+    run_identity = identity.of(config)
+    workdirs.check(workdir, run_identity)
+    if workdirs.finished(workdir):  # the same experiment, done: report it, write nothing
+        return report.finished(workdir)
+    arch = convert.architecture(config.model.arch, config.model.checkpoint)  # reads config.json
+    validation.check_depth(config, arch)
+    task = tasks.build(config, arch.vision.image_size)
+    tasks.check(task, config, config.optim.batch_size)
+    model, frozen, tok = backbone.load(config, tasks.task_words(task))
+    spec = adapters.spec_from_config(config, model.config)
+    # A warm start's source is read and checked now, before anything is written.
+    initial = runs.initial_adapters(config, spec, model.config)
+    mesh = sharding.make_mesh()
+    # Every input is known good: from here on the workdir is written.
+    lock = workdirs.acquire(workdir, run_identity)
+    try:
+        return _run(config, workdir, task, model, frozen, tok, spec, mesh, initial)
+    finally:
+        lock.release()
+
+
+def _run(config, workdir, task, model, frozen, tok, spec, mesh, initial) -> dict:
+    runs.record(workdir, config, task)  # what predict, export and compress read back
+    frozen = jax.device_put(frozen, sharding.backbone_shardings(frozen, mesh, config.model.fsdp))
+    results = {"protocol": config.protocol, "method": config.method,
+               "dataset": config.data.dataset, "shots": config.data.shots, "seed": config.seed,
+               "trainable_params": adapters.count(spec), "prompt": config.data.prompt,
+               "zeroshot_prompt": config.data.zeroshot_prompt,
+               "comparability": task.comparability}
+    adapter_params = initial
+    if adapters.get(config.method).trains:
+        outcome = _train(config, workdir, model, frozen, tok, spec, mesh, task, initial)
+        results.update(outcome.info)
+        if outcome.state is None:  # preempted: a checkpoint is written, nothing to evaluate
+            return results
+        adapter_params = outcome.state["adapters"]
+    results.update(_evaluate(config, model, frozen, tok, spec, mesh, task.evals,
+                             adapter_params))
+    results["skipped_images"] = tasks.skipped_images(task)
+    if jax.process_index() == 0:
+        report.write(workdir, results)
+    return results
+
+
+def _train(config, workdir, model, frozen, tok, spec, mesh, task, initial) -> loop.Outcome:
+    repl = sharding.replicated(mesh)
+    train_src = task.train
+    ids = evaluate.prompt_ids(tok, train_src.classnames,
+                              data.prompts.template(config.data.prompt, train_src.template))
+    padded = jax.device_put(sharding.pad_rows(ids, mesh.devices.size),
+                            sharding.batch_sharded(mesh))
+    prompts = objective.Prompts.cached(model, frozen, padded, spec.layers[0], len(ids))
+    templates = (train_src.template, *presets.ENSEMBLE_TEMPLATES)
+    text_ref = evaluate.class_embeddings(model, frozen, tok, train_src.classnames, templates)
+
+    loader = data.TrainLoader(train_src, task.train_indices, config.optim.batch_size,
+                              model.config.vision.image_size, config.seed,
+                              jax.process_index(), jax.process_count(),
+                              (config.data.crop_scale, 1.0), config.data.num_threads)
+    total = config.optim.steps or config.optim.epochs * loader.steps_per_epoch
+    opt, schedule = optim.make_optimizer(config, spec, total, loader.steps_per_epoch)
+    a = initial
+    state = jax.device_put({"adapters": a, "opt_state": opt.init(a),
+                            "step": jnp.zeros((), jnp.int32)}, repl)
+    jitted = optim.make_train_step(model, spec, config.loss.to_dict(), opt, schedule, mesh)
+    step_fn = lambda state, batch: jitted(state, frozen, batch, prompts, text_ref)  # noqa: E731
+    batches = lambda start, stop: (sharding.global_batch(b, mesh)  # noqa: E731
+                                   for b in loader.batches(start, stop))
+    writer = metrics.MetricWriter(workdir)
+    with checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"),
+                                 max_to_keep=config.max_to_keep) as ckpt:
+        try:
+            return loop.run(step_fn, state, batches, total, ckpt, writer,
+                            log_every=config.log_every, checkpoint_every=config.checkpoint_every,
+                            images_per_step=config.optim.batch_size)
+        finally:
+            writer.close()
+
+
+def _evaluate(config, model, frozen, tok, spec, mesh, evals, adapter_params) -> dict:
+    """Accuracy per split of the zero-shot CLIP and of the adapted one (the zeroshot method:
+    the same model, evaluated once)."""
+    rows = {"zeroshot": (adapters.NONE, {}, config.data.zeroshot_prompt),
+            "adapted": (spec, adapter_params, config.data.prompt)}
+    if spec == adapters.NONE:
+        del rows["adapted"]
+    out = {kind: {} for kind in ("zeroshot", "adapted")}
+    for kind, (row_spec, params, style) in rows.items():
+        class_features = evaluate.make_class_features(model, row_spec, mesh)
+        accuracy = evaluate.make_accuracy(model, row_spec, mesh, model.config.vision.image_size,
+                                          config.eval.batch_size, config.data.num_threads)
+        for split, e in evals.items():
+            template = data.prompts.template(style, e.coop_template)
+            feats = class_features(frozen, params, evaluate.prompt_ids(tok, e.classnames,
+                                                                       template))
+            acc, counted = accuracy(frozen, params, feats, e.source, e.indices)
+            if counted < config.data.min_usable * len(e.indices):
+                raise data.DataError(
+                    f"evaluation split {split!r}: only {counted} of {len(e.indices)} images "
+                    f"could be read (under data.min_usable={config.data.min_usable}); no "
+                    "results are written")
+            out[kind][split] = round(acc, 2)
+    for kind in out:
+        if {"base", "novel"} <= set(out[kind]):
+            out[kind]["hm"] = round(evaluate.harmonic_mean(out[kind]["base"],
+                                                           out[kind]["novel"]), 2)
+    if "adapted" not in rows:
+        out["adapted"] = dict(out["zeroshot"])  # no adapter: the adapted model is CLIP
+    return out

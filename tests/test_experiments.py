@@ -1,0 +1,130 @@
+"""The research scripts (experiments/) keep running, each on a smoke start: the real-data
+reproduction script on generated CoOp-layout datasets (every benchmark layout opens, all jobs
+run, an interrupted sweep resumes without redoing finished jobs, the table is written with the
+published rows), the compression experiment, the fidelity sweep and the evidence script on
+smoke runs."""
+
+import os
+import subprocess
+import sys
+
+from adaring_jax.data import open_split, presets
+from tests import coop_tree
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_generated_tree_opens_for_all_eleven_datasets(tmp_path):
+    coop_tree.make(str(tmp_path), presets.BENCHMARK, num_classes=3,
+                   per_class={"train": 2, "val": 1, "test": 1})
+    for name in presets.BENCHMARK:
+        for split, n in (("train", 2), ("test", 1)):
+            src = open_split(name, split, str(tmp_path))
+            assert src.classnames == [f"{name} class {c}" for c in range(3)], name
+            assert len(src) == 3 * n, (name, split)
+            assert sorted(set(src.labels().tolist())) == [0, 1, 2]
+
+
+def _sweep(tmp_path, *extra):
+    env = dict(os.environ, HF_HUB_OFFLINE="1", JAX_PLATFORMS="cpu",
+               JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax_cache"))
+    cmd = [sys.executable, "-m", "experiments.reproduce_base2novel",
+           "--datasets=imagenet,fgvc_aircraft", "--seeds=1,2",
+           f"--data_dir={tmp_path / 'data'}", f"--root={tmp_path / 'runs'}",
+           "--config_args=arch=tiny,shots=2", "--set=optim.steps=2", "--set=optim.batch_size=4",
+           "--set=adapter.start=2", "--set=adapter.end=4", "--set=eval.batch_size=8", *extra]
+    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    return out.stdout
+
+
+def test_sweep_runs_resumes_and_tabulates(tmp_path):
+    coop_tree.make(str(tmp_path / "data"), ["imagenet", "fgvc_aircraft"])
+    runs = tmp_path / "runs" / "adaring"
+    first = _sweep(tmp_path, "--max_jobs=3")  # interrupted: 3 of the 4 jobs
+    assert "stopping after 3 jobs" in first
+    done = sorted(p.relative_to(runs).parent for p in runs.glob("*/seed*/results.json"))
+    assert [str(p) for p in done] == ["fgvc_aircraft/seed1", "imagenet/seed1",
+                                      "imagenet/seed2"]
+    stamps = {p: os.stat(runs / p / "results.json").st_mtime_ns for p in done}
+
+    second = _sweep(tmp_path)
+    assert second.count("skip ") == 3 and second.count("run ") == 1
+    assert "run fgvc_aircraft seed 2" in second
+    for p, stamp in stamps.items():  # finished jobs were not redone
+        assert os.stat(runs / p / "results.json").st_mtime_ns == stamp
+    table = (runs / "table.md").read_text()
+    # ImageNet's few-shot draw is upstream's only with upstream's cache (none here): flagged.
+    for name, seeds in (("imagenet", "| 2/2 (2 not comparable) |"), ("fgvc_aircraft", "| 2/2 |")):
+        assert f"| {name} |" in table and table.split(f"| {name} |")[1].split("\n")[0].endswith(
+            seeds)
+    assert "| **mean** |" in table
+    assert "| MMA | 83.20 | 76.80 | 79.87 | 674,560 |" in table
+
+    listing = _sweep(tmp_path, "--print_commands", "--seeds=3")
+    assert listing.count("adaring_jax.main") == 2 and "seed=3" in listing
+
+
+def test_compression_experiment_runs_and_resumes(tmp_path):
+    args = [sys.executable, "-m", "experiments.compress_mma", "--config_args=smoke",
+            "--ranks=1,2", "--seeds=1", "--finetune_steps=2", f"--root={tmp_path}/runs",
+            f"--out={tmp_path}/c"]
+    env = dict(os.environ, JAX_PLATFORMS="cpu", HF_HUB_OFFLINE="1")
+    out = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    table = (tmp_path / "c.md").read_text()
+    assert "| 1 |" in table and "| 2 |" in table and "| MMA (dense) | 15,840 |" in table
+    # A second invocation finds every run finished and only rewrites the table.
+    again = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert again.returncode == 0 and (tmp_path / "c.md").read_text() == table
+    assert "step " not in again.stderr
+
+
+def test_fidelity_sweep_keeps_the_budget_and_runs_a_warm_start(tmp_path):
+    env = dict(os.environ, JAX_PLATFORMS="cpu", HF_HUB_OFFLINE="1")
+    listed = subprocess.run([sys.executable, "-m", "experiments.fidelity_sweep", "--list"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    rows = [line.split() for line in listed.stdout.splitlines() if line.strip()]
+    ring = [int(r[2].replace(",", "")) for r in rows if r[1] == "adaring"]
+    mma = [int(r[2].replace(",", "")) for r in rows if r[0] == "mma_default"]
+    assert len(ring) == len(rows) - len(ring) and max(ring) <= 0.1 * mma[0]
+    out = subprocess.run(
+        [sys.executable, "-m", "experiments.fidelity_sweep", "--config_args=smoke",
+         "--seeds=1", "--trials=ring_warm_mma,ring_nobias_2+5", f"--root={tmp_path}/runs",
+         f"--out={tmp_path}/sweep"], cwd=ROOT, capture_output=True, text=True, timeout=600,
+        env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    table = (tmp_path / "sweep.md").read_text()
+    assert "| ring_warm_mma | adaring |" in table and (tmp_path / "sweep.png").exists()
+    # The warm start trained the dense run it compresses first.
+    assert (tmp_path / "runs" / "mma_default" / "seed1" / "results.json").exists()
+    # The parameter curve reuses the sweep's points and adds its own, over the budget too.
+    curve = subprocess.run(
+        [sys.executable, "-m", "experiments.fidelity_sweep", "--config_args=smoke",
+         "--seeds=1", "--curve", f"--root={tmp_path}/runs", f"--out={tmp_path}/curve"], cwd=ROOT,
+        capture_output=True, text=True, timeout=600, env=env)
+    assert curve.returncode == 0, curve.stderr[-2000:]
+    rows = [r.split(" | ") for r in (tmp_path / "curve.md").read_text().splitlines()
+            if r.startswith("| ring_") or r.startswith("| mma_")]
+    names = [r[0][2:] for r in rows]
+    assert sorted(names) == sorted(["ring_single4", "ring_default", "ring_rank8", "ring_rank16",
+                                    "mma_hidden3", "mma_hidden8", "mma_hidden16", "mma_default"])
+    # AdaRing rows first, then MMA's, each by growing parameter count.
+    key = [(not n.startswith("ring_"), int(r[2].replace(",", ""))) for n, r in zip(names, rows)]
+    assert key == sorted(key)
+    assert (tmp_path / "curve.png").exists()
+
+
+def test_evidence_script_runs_a_zero_shot_and_an_adapted_variant(tmp_path):
+    # The default job's variants, cut to 2 training steps and 64 evaluation images (~20 s).
+    out = subprocess.run(
+        [sys.executable, "-m", "experiments.embedded_evidence", "--variants=zeroshot,single",
+         "--seeds=1", "--set=optim.steps=2", "--set=eval.max_examples=64",
+         f"--root={tmp_path}/runs", f"--out={tmp_path}/ev"], cwd=ROOT, capture_output=True,
+        text=True, timeout=600, env=dict(os.environ, JAX_PLATFORMS="cpu", HF_HUB_OFFLINE="1"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    table = (tmp_path / "ev.md").read_text()
+    assert "| zero-shot | - | 0 |" in table and "| AdaRing single (rank " in table
+    assert (tmp_path / "ev.png").exists()
+    assert (tmp_path / "runs" / "single" / "seed1" / "results.json").exists()
