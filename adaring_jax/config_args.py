@@ -54,6 +54,8 @@ def base_config(protocol: str, arg: ml_collections.ConfigDict) -> ml_collections
     recipe) as defaults. The configs apply the recipe that fits their checkpoint on top
     (adaring_jax/recipes.py). `arg` comes from `parse(..., **COMMON_ARGS)`."""
     method = adapters.get(arg.method)
+    if arg.ranks and "ranks" not in method.config_block():
+        raise ConfigError(f"the config argument ranks is for adaring, not method={arg.method}")
     c = ml_collections.ConfigDict()
     c.job = "adapt"  # adapt (this config family) | pretrain (configs/pretrain_shapes.py)
     c.protocol = protocol  # fewshot | base2novel | cross_dataset | domain_generalization
@@ -74,7 +76,7 @@ def base_config(protocol: str, arg: ml_collections.ConfigDict) -> ml_collections
 
     # The method's own block (adaring_jax/adapters/<method>.py lists and explains its fields;
     # zeroshot has none).
-    c.adapter = ml_collections.ConfigDict(method.config_block(arg))
+    c.adapter = ml_collections.ConfigDict(method.config_block())
 
     # Generalization-aware weights (DESIGN 1.4), each method's defaults (`Method.loss`); MMA
     # trains with cross-entropy only, AdaRing with adapters/adaring.py's LOSS.

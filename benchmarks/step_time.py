@@ -23,7 +23,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from adaring_jax import adapters
-from adaring_jax.job import backbone, objective, sharding, train
+from adaring_jax.job import backbone, objective, optim, sharding
 from adaring_jax.models import clip
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/fewshot.py:arch=vit_b16",
@@ -70,7 +70,7 @@ def prepare(config, batch: int, classes: int, tokens: int, cached: bool) -> dict
                else objective.Prompts(padded, count=classes))
     text_ref = jnp.asarray(rng.standard_normal((classes, model.config.projection_dim)),
                            jnp.float32)
-    opt, schedule = train.make_optimizer(config, 1000, 100)
+    opt, schedule = optim.make_optimizer(config, spec, 1000, 100)
     a = adapters.init(spec, 0)
     state = jax.device_put({"adapters": a, "opt_state": opt.init(a),
                             "step": jnp.zeros((), jnp.int32)},
@@ -80,7 +80,7 @@ def prepare(config, batch: int, classes: int, tokens: int, cached: bool) -> dict
         "image": rng.standard_normal((batch, size, size, 3)).astype(np.float32),
         "label": rng.integers(0, classes, batch).astype(np.int32),
         "mask": np.ones(batch, np.float32)}, mesh)
-    step = train.make_train_step(model, spec, config.loss.to_dict(), opt, schedule, mesh)
+    step = optim.make_train_step(model, spec, config.loss.to_dict(), opt, schedule, mesh)
     start = time.perf_counter()
     compiled = step.lower(state, frozen, batch_arrays, prompts, text_ref).compile()
     compile_s = time.perf_counter() - start

@@ -23,7 +23,7 @@ from absl import app, flags, logging
 import numpy as np
 
 from adaring_jax import adapters, compress
-from adaring_jax.adapters import tensor_ring as tr
+from adaring_jax.adapters import adaring, tensor_ring as tr
 from adaring_jax.job import runs
 from adaring_jax.models import convert
 from configs import fewshot
@@ -56,8 +56,9 @@ def compressibility(trained, init, spec, rank: int) -> dict[str, float]:
         get = lambda p: np.asarray(p[fam]["kernel"] if owner == "shared"  # noqa: E731
                                    else p[owner][fam]["kernel"], np.float64)
         for name, x in (("W", get(trained)), ("dW", get(trained) - get(init))):
-            for split, modes in (("split", (spec.num_layers, *spec.modes(i), *spec.modes(o))),
-                                 ("unsplit", x.shape)):
+            ring = (spec.num_layers, *tr.factorize(i, adaring.Spec.max_mode),
+                    *tr.factorize(o, adaring.Spec.max_mode))  # the ring's default modes
+            for split, modes in (("split", ring), ("unsplit", x.shape)):
                 cores = tr.tr_svd(x.reshape(modes), ranks=(rank,) * len(modes))
                 key = f"{name} {split}"
                 out.setdefault(key, []).append(tr.relative_error(cores, x.reshape(modes)))

@@ -18,11 +18,13 @@ import os
 
 from absl import app, flags
 
-from adaring_jax import recipes
+from adaring_jax.adapters import adaring
 from configs import fewshot
 from experiments.experiments import finished_run, mean_std, override, write_report
 
 HERE = os.path.dirname(os.path.abspath(__file__))  # the report goes beside the script
+# The default AdaRing's generalization-aware loss terms (its diversity term is the banks').
+GENERALIZATION_LOSS = [k for k in adaring.LOSS if k != "diversity"]
 
 # name -> (label, config argument, generalization-aware loss on?)
 VARIANTS = {
@@ -54,7 +56,7 @@ def make_config(variant: str, seed: str):
     config.unlock()
     # With the loss: the default AdaRing's weights, whatever the method's own default;
     # without: cross-entropy only (the diversity term belongs to the heterogeneous banks).
-    for key in recipes.GENERALIZATION_LOSS:
+    for key in GENERALIZATION_LOSS:
         config.loss[key] = default.loss[key] if ga else 0.0
     for kv in _SET.value:
         override(config, kv)

@@ -10,7 +10,7 @@ seeds 1-3 results); the total per method is the same.
 
 Every trial is the default job (`configs/fewshot.py`, the embedded task) at the sweep's base
 schedule (SWEEP_BASE: 10 epochs, one learning rate) with the trial's config overrides, all
-with the generalization-aware loss weights of the default AdaRing (`recipes.GENERALIZATION_LOSS`)
+with the generalization-aware loss weights of the default AdaRing (`adaring.LOSS`)
 unless the trial sets them: MMA is compared with the same loss. An AdaRing trial over the budget (10% of MMA's trainable parameters on this model,
 counted by `adapters.count` as `python -m adaring_jax.params` does) is refused before any run.
 Workdirs are ROOT/TRIAL/seedS; a run whose results.json exists is not redone, so the sweep
@@ -27,7 +27,8 @@ import os
 
 from absl import app, flags, logging
 
-from adaring_jax import adapters, recipes
+from adaring_jax import adapters
+from adaring_jax.adapters import adaring
 from adaring_jax.models import convert
 from configs import fewshot
 from experiments.experiments import finished_run, mean_std, override, write_report
@@ -37,7 +38,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))  # the reports go beside the s
 BUDGET = 0.10  # of MMA's trainable parameters
 # The schedule every trial starts from: the embedded recipe as it was when the sweep chose the
 # default (it has 20 epochs and AdaRing's layer-core rate since), so trials stay what they were.
-SWEEP_BASE = ["optim.epochs=10", "optim.lr_layer_core=1.0"]
+SWEEP_BASE = {"adaring": ["optim.epochs=10", "adapter.lr_layer_core=1.0"],
+              "mma": ["optim.epochs=10"]}
 
 # name -> (method, what the trial tests, overrides key=value as config fields)
 RING_TRIALS = {
@@ -52,9 +54,9 @@ RING_TRIALS = {
                             ["adapter.bias=\"shared\"", "adapter.ranks=[2, 5]"]),
     "ring_nobias_2+5": ("adaring", "no biases, banks 2+5",
                         ["adapter.bias=\"none\"", "adapter.ranks=[2, 5]"]),
-    "ring_lr_layer4": ("adaring", "layer-slice cores at 4x lr", ["optim.lr_layer_core=4.0"]),
+    "ring_lr_layer4": ("adaring", "layer-slice cores at 4x lr", ["adapter.lr_layer_core=4.0"]),
     "ring_lr_shared025": ("adaring", "shared cores at 0.25x lr",
-                          ["optim.lr_shared_cores=0.25"]),
+                          ["adapter.lr_shared_cores=0.25"]),
     "ring_init05": ("adaring", "ring init at half MMA's std", ["adapter.init_scale=0.5"]),
     "ring_20epochs": ("adaring", "20 epochs", ["optim.epochs=20"]),
     "ring_lr3e-2_warmup": ("adaring", "lr 3e-2 with 32 warmup steps",
@@ -66,13 +68,14 @@ RING_TRIALS = {
     "ring_ringbias": ("adaring", "biases as tensor rings (banks 2+4)", ["adapter.bias=\"ring\""]),
     "ring_crop05": ("adaring", "crops of at least half the image", ["data.crop_scale=0.5"]),
     "ring_20epochs_crop05": ("adaring", "20 epochs, layer-slice cores at 4x lr, crops of at "
-                             "least half the image", ["optim.epochs=20", "optim.lr_layer_core=4.0",
-                                                      "data.crop_scale=0.5"]),
+                             "least half the image",
+                             ["optim.epochs=20", "adapter.lr_layer_core=4.0",
+                              "data.crop_scale=0.5"]),
     "ring_20epochs_lr_layer4": ("adaring", "20 epochs, layer-slice cores at 4x lr",
-                                ["optim.epochs=20", "optim.lr_layer_core=4.0"]),
+                                ["optim.epochs=20", "adapter.lr_layer_core=4.0"]),
     "ring_20epochs_layer8_r3": ("adaring", "20 epochs, layer-slice cores at 4x lr, one bank of "
                                 "rank 3 with layer-core bonds 8",
-                                ["optim.epochs=20", "optim.lr_layer_core=4.0",
+                                ["optim.epochs=20", "adapter.lr_layer_core=4.0",
                                  "adapter.ranks=[3]", "adapter.layer_rank=8"]),
 }
 MMA_TRIALS = {
@@ -135,10 +138,12 @@ def make_config(trial: str, seed: str):
     arg = ",".join(filter(None, [f"method={method},seed={seed}", _ARGS.value]))
     config = fewshot.get_config(arg)
     config.unlock()
-    for key, value in recipes.GENERALIZATION_LOSS.items():  # every method, the same loss
+    for key, value in adaring.LOSS.items():  # every method, the same loss
+        if key == "diversity":  # the banks' term, AdaRing's only
+            continue
         config.loss[key] = value
     mma_dir = os.path.abspath(os.path.join(_ROOT.value, "mma_default", f"seed{seed}"))
-    for item in SWEEP_BASE + overrides:
+    for item in SWEEP_BASE[method] + overrides:
         override(config, item.replace("{mma_default}", mma_dir))
     config.lock()
     return config

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from adaring_jax.job import backbone, train, validation
+from adaring_jax.job import backbone, optim, validation
 from adaring_jax.data import presets, prompts, tfds_source, upstream
 from adaring_jax import data
 from configs import base2novel
@@ -240,7 +240,7 @@ def test_mma_learning_rate_steps_once_per_epoch_like_dassl():
     config = _config("mma", "dtd")
     assert config.optim.schedule == "epoch_cosine" and config.optim.warmup_steps == 0
     steps_per_epoch, epochs = 7, config.optim.epochs
-    schedule = train.make_schedule(config.optim, steps_per_epoch * epochs, steps_per_epoch)
+    schedule = optim.make_schedule(config.optim, steps_per_epoch * epochs, steps_per_epoch)
     lr0 = config.optim.lr
     for step in range(steps_per_epoch * epochs):
         # torch CosineAnnealingLR(T_max=epochs, eta_min=0) after `epoch` scheduler steps.

@@ -70,3 +70,32 @@ def test_the_package_import_graph_has_no_circle():
     for m in graph:
         if m not in state:
             visit(m, [m])
+
+
+# The package's layers, lowest first: a module imports only from lower layers or from its own
+# group (subpackage or top-level module). The commands sit on top, each its own group.
+LAYERS = (("errors",), ("models",), ("adapters", "data"), ("config_args",), ("job", "recipes"),
+          ("cli",), ("main", "predict", "export", "compress", "zeroshot", "params"))
+
+
+def test_no_module_imports_one_above_it():
+    package = "adaring_jax"
+    rank = {g: i for i, groups in enumerate(LAYERS) for g in groups}
+    wrong = []
+    for base, _, files in os.walk(os.path.join(ROOT, package)):
+        for f in files:
+            if not f.endswith(".py") or base.endswith("assets"):
+                continue
+            path = os.path.join(base, f)
+            rel = os.path.relpath(path, ROOT)[:-3].replace(os.sep, ".").removesuffix(".__init__")
+            if rel == package:
+                continue
+            group = rel.split(".")[1]
+            assert group in rank, f"{rel}: place its group {group!r} in LAYERS"
+            for target in _imports(path, package):
+                parts = target.split(".")
+                if len(parts) < 2 or parts[1] == group:
+                    continue
+                if parts[1] in rank and rank[parts[1]] >= rank[group]:
+                    wrong.append(f"{rel} imports {target}")
+    assert not wrong, wrong

@@ -211,7 +211,7 @@ def test_bad_values_stop_before_compute(tmp_path, field, value, message):
 def test_workdir_of_another_experiment_is_refused(reference, tmp_path):
     workdir, _ = reference
     config = fewshot.get_config("smoke,seed=2")
-    with pytest.raises(workdir_module.WorkdirError, match="seed: workdir has 1, this run has 2"):
+    with pytest.raises(workdir_module.WorkdirError, match="seed: the run has 1, this config has 2"):
         train.train_and_evaluate(config, workdir)
 
 

@@ -36,7 +36,7 @@ def make_spec(method: str, model_config, start: int = 1, end: int = 1, **fields)
     method's own config fields (defaults otherwise): for tests and tools."""
     import ml_collections  # noqa: PLC0415 - only tools build blocks by hand
     m = get(method)
-    block = ml_collections.ConfigDict(m.config_block(ml_collections.ConfigDict({"ranks": ()})))
+    block = ml_collections.ConfigDict(m.config_block())
     for key, value in {"start": start, "end": end, **fields}.items():
         if key in block:
             block[key] = value

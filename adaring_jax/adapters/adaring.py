@@ -67,12 +67,12 @@ class Spec(base.Bottleneck):
 # Config
 
 
-def config_block(arg) -> dict:
+def config_block() -> dict:
     return {
         **base.bottleneck_block(),
-        # TR rank per bank; one rank = single AdaRing. 2+4+8 for CLIP ViT-B/L (the embedded
-        # recipe sets the tiny CLIP's own).
-        "ranks": tuple(arg.ranks) or RANKS,
+        # TR rank per bank; one rank = single AdaRing. 2+4+8 for CLIP ViT-B/L, 2+4 on the
+        # embedded tiny CLIP (`recipe`); the config argument ranks=R1+R2+... sets them.
+        "ranks": RANKS,
         "max_mode": 16,  # split wide modes into factors <= this (0: off)
         # Biases (Down, Shared, Up): "dense" per layer, "shared" by all layers, "none", or
         # "ring" (per layer, as tensor rings over the layers and the split width).
@@ -89,8 +89,8 @@ def config_block(arg) -> dict:
 
 
 def recipe(config, name: str, arg) -> None:
+    config.adapter.ranks = tuple(arg.ranks) or (EMBEDDED_RANKS if name == "embedded" else RANKS)
     if name == "embedded":
-        config.adapter.ranks = tuple(arg.ranks) or EMBEDDED_RANKS
         # Layer cores (the rings' only layer-specific part) at 4x the rate: +1.1 HM at 10
         # epochs on every tuning seed (experiments/sweep.md, ring_lr_layer4).
         config.adapter.lr_layer_core = 4.0

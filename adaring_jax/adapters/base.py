@@ -81,9 +81,8 @@ class Method:
     """Everything the rest of the code asks of an adapter method."""
     name: str
     summary: str  # one line, for --help texts and error messages
-    # The config block `config.adapter` of this method: {field: default}, from the config
-    # arguments (`config_args.COMMON_ARGS`).
-    config_block: Callable[[ml_collections.ConfigDict], dict]
+    # The config block `config.adapter` of this method: {field: default}.
+    config_block: Callable[[], dict]
     # Raise ConfigError for a bad field of the block (the whole config is passed).
     check: Callable[[ml_collections.ConfigDict], None]
     # (config.adapter block, clip.CLIPConfig) -> a hashable Spec.
@@ -177,9 +176,12 @@ def check_bottleneck(config) -> None:
 def adapted_layers(model_config: clip.CLIPConfig, start: int, end: int) -> tuple[int, ...]:
     """0-based blocks for start..end, 1-based inclusive as in MMA (5..12 = 0-based 4..11)."""
     depth = min(model_config.vision.layers, model_config.text.layers)
-    if not 1 <= start <= end <= depth:
+    if end > depth:
+        raise ConfigError(f"config.adapter.end={end} is beyond the model's {depth} blocks; "
+                          f"adapter layers {start}..{end} (1-based) must lie within 1..{depth}")
+    if not 1 <= start <= end:
         raise ConfigError(f"adapter layers {start}..{end} (1-based) must lie within 1..{depth}"
-                          f" (config.adapter.start/end; the model has {depth} blocks)")
+                          " (config.adapter.start/end)")
     return tuple(range(start - 1, end))
 
 

@@ -20,8 +20,7 @@ class Spec(base.Bottleneck):
     init_stream: int = 3  # the init draws from numpy's default_rng([seed, init_stream])
 
 
-def config_block(arg) -> dict:
-    del arg
+def config_block() -> dict:
     # The second word of the init's numpy seed. The first runs drew MMA with the bank count of
     # the AdaRing default beside it: 3 on real CLIPs, 2 on the embedded one (recipes.py), so
     # those runs and their tables stay reproducible.

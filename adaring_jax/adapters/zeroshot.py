@@ -16,7 +16,7 @@ def layer_adapters(params, spec):
 
 METHOD = base.register(base.Method(
     name="zeroshot", summary="no adapter: the frozen CLIP's zero-shot classifier",
-    config_block=lambda arg: {}, check=lambda config: None,
+    config_block=dict, check=lambda config: None,
     make_spec=lambda block, model_config: NONE,
     init=lambda spec, seed: {}, layer_adapters=layer_adapters, labels=lambda spec: {},
     trains=False, prompt="coop"))

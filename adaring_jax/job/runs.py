@@ -176,7 +176,8 @@ def initial_adapters(config, spec: adapters.Spec, model_config):
         return adapters.init(spec, config.seed)
     rec = read(source)
     if not rec.trained:
-        raise RunError(f"adapter.init_from={source!r} is a {rec.method} run: it has no adapters")
+        raise RunError(f"adapter.init_from={source!r} is a zero-shot run: it has no adapters "
+                       f"(method {rec.method})")
     backbone_of = lambda c: (c.model.arch, c.model.checkpoint)  # noqa: E731
     if backbone_of(rec.config) != backbone_of(config):
         raise RunError(f"adapter.init_from={source!r} adapted backbone "

@@ -85,6 +85,14 @@ def _validate_adaptation(config) -> None:
     _number("data.min_usable", config.data.min_usable, 0, 1)
     _number("eval.max_examples", config.eval.max_examples, 0, integer=True)
     method = adapters.get(config.method)
+    fields = set(method.config_block())
+    if set(config.adapter) != fields:
+        raise ConfigError(
+            f"config.method={config.method!r}, but config.adapter holds the fields "
+            f"{', '.join(sorted(config.adapter)) or 'of none'} where {config.method} has "
+            f"{', '.join(sorted(fields)) or 'none'}: the method was changed after the config "
+            "was built; pass it as a config argument instead "
+            "(--config=configs/X.py:method=...), so that its adapter block is built")
     if method.trains:
         init_from = config.adapter.get("init_from", "")
         if config.optim.steps == 0:  # epochs=0 evaluates a warm start untrained

@@ -85,8 +85,8 @@ def _compare(path: str, run_identity: dict, workdir: str) -> None:
     diffs = identity.differences(saved, run_identity) if isinstance(saved, dict) else ["?"]
     if diffs:
         state = "finished" if finished(workdir) else "unfinished"
-        raise WorkdirError(f"workdir {workdir} holds a {state} run of a different experiment; "
-                           "differing fields:\n  " + "\n  ".join(diffs) + f"\n{advice}")
+        raise WorkdirError(f"workdir {workdir} belongs to a different experiment (its run is "
+                           f"{state}); differing fields:\n  " + "\n  ".join(diffs) + f"\n{advice}")
 
 
 class Lock:
