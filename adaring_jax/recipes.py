@@ -35,7 +35,7 @@ def embedded(c, arg):
     c.optim.name, c.optim.lr, c.optim.weight_decay = "adamw", 0.01, 0.0
     c.optim.schedule = "cosine"  # per step, as the evidence runs were made
     # 32 base classes x 16 shots / batch 16 = 32 steps an epoch. 20 epochs: both methods gain
-    # over 10 (fidelity sweep, docs/sweep.md: AdaRing HM 36.8 -> 39.6, MMA 42.0 -> 46.0).
+    # over 10 (fidelity sweep, experiments/sweep.md: AdaRing HM 36.8 -> 39.6, MMA 42.0 -> 46.0).
     c.optim.epochs = 20
 
 

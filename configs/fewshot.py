@@ -6,7 +6,7 @@ r"""Few-shot adaptation of CLIP with AdaRing, MMA, or none (zero-shot).
          20 epochs, 12,800 + 12,800 test images; zero-shot base 25.23 / novel 25.89 / HM
          25.56, AdaRing 42.08 / 39.61 / 40.81 with 5,160 trainable parameters (seed 1, this
          CPU; other CPUs +-1 HM; over seeds 1-3 40.52 +- 0.32, MMA 46.01 +- 0.68:
-         docs/evidence.md)
+         experiments/evidence.md)
     python -m adaring_jax.main --config=configs/fewshot.py:smoke --workdir=runs/smoke
     python -m adaring_jax.main --workdir=runs/pets --config=configs/fewshot.py:protocol=fewshot,\
         dataset=oxford_pets,checkpoint=openai/clip-vit-base-patch16 --config.data.data_dir=DATA
