@@ -20,6 +20,8 @@ def _convert(key: str, value: str, default):
             if value.lower() in ("0", "false", "no"):
                 return False
             raise ValueError(value)
+        if key == "shots" and value.lower() == "all":
+            return -1  # every training image (task.ALL_SHOTS)
         if isinstance(default, tuple):
             kind = type(default[0]) if default else int  # () defaults: ranks
             return tuple(kind(v) for v in value.split("+") if v)
@@ -88,8 +90,19 @@ def base_config(protocol: str, arg: ml_collections.ConfigDict) -> ml_collections
     c.loss.update(method.loss)
 
     c.data = ml_collections.ConfigDict()
-    c.data.dataset = arg.dataset  # training dataset (a name in adaring_jax.data.DATASETS)
-    c.data.shots = arg.shots  # K training images per class
+    # Training dataset: a name in adaring_jax.data.DATASETS, or your own data: folder:PATH
+    # (class folders), list:FILE (csv/tsv/jsonl rows, or a CoOp split json); data/own.py.
+    c.data.dataset = arg.dataset
+    c.data.shots = arg.shots  # K training images per class; -1 (shots=all): every image
+    # Your own data: a CoOp split_zhou_*.json to use instead of making a split (e.g. the one
+    # an earlier run wrote into its workdir), paths relative to the folder or list.
+    c.data.split_file = ""
+    c.data.template = "a photo of a {}."  # your own data: the prompt (MMA's by default)
+    # tfds:NAME: our splits as TFDS split strings, "train=train[:80%],test=train[80%:]"
+    # ("": TFDS's train, validation and test), and a file naming classes whose TFDS names are
+    # ids ("id<TAB>name" per line).
+    c.data.tfds_splits = ""
+    c.data.classnames_file = ""
     c.data.data_dir = ""  # CoOp folders and/or TFDS data; "" = TFDS default
     # CoOp dataset folders with split_zhou_*.json (and upstream split_fewshot/*.pkl caches) for
     # images read from TFDS, e.g. a local copy when data_dir is on GCS; "" = data_dir.

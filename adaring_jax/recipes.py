@@ -15,6 +15,7 @@ live in its module (`Method.recipe`), its loss weights in `Method.loss`.
 import ml_collections
 
 from adaring_jax import adapters, config_args
+from adaring_jax.data import own
 from adaring_jax.errors import ConfigError
 
 
@@ -40,9 +41,9 @@ def embedded(c, arg):
 
 
 def smoke(c, arg):
-    if arg.dataset != "shapes":
-        raise ConfigError(f"smoke runs on the embedded shapes world; drop dataset={arg.dataset} "
-                          "or smoke")
+    if arg.dataset != "shapes" and not own.is_own(arg.dataset):
+        raise ConfigError(f"smoke runs on the embedded shapes world or your own data; drop "
+                          f"dataset={arg.dataset} or smoke")
     c.model.arch, c.model.checkpoint = arg.arch or "tiny", ""
     # 2 shots unless asked otherwise (16 is every config's default).
     c.data.shots = 2 if arg.shots == config_args.COMMON_ARGS["shots"] else arg.shots

@@ -33,12 +33,19 @@ def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def of(config) -> dict[str, Any]:
+def of(config, data: dict | None = None) -> dict[str, Any]:
     """The identity of `config` (a ConfigDict, or a config as read back from config.json):
-    {dotted field: value as JSON reads it back}, sorted."""
+    {dotted field: value as JSON reads it back}, sorted. `data` adds what the config names but
+    does not hold: the digest of the split of the user's own data (`data.split`), so that a
+    folder whose images changed is another experiment."""
     tree = json.loads(config.to_json()) if hasattr(config, "to_json") else config
     tree = json.loads(json.dumps(tree))  # tuples -> lists, as it reads back
-    return {k: v for k, v in sorted(_flatten(tree).items()) if k not in NOT_IDENTITY}
+    out = {k: v for k, v in _flatten(tree).items() if k not in NOT_IDENTITY}
+    out.update(data or {})
+    return dict(sorted(out.items()))
+
+
+DATA_FIELDS = ("data.split",)  # `of`'s data fields: recorded, not in config.json
 
 
 def differences(recorded: dict, current: dict) -> list[str]:

@@ -19,7 +19,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from adaring_jax import adapters, data
+from adaring_jax import adapters
 from adaring_jax.errors import UserError
 from adaring_jax.job import atomic, backbone, checkpoint, identity, task as tasks
 from adaring_jax.job import workdir as workdir_module
@@ -42,10 +42,14 @@ def record(workdir: str, config, task) -> None:
     draw = {k: (np.asarray(v).tolist() if isinstance(v, np.ndarray) else v)
             for k, v in task.draw.items()}
     atomic.write_text(os.path.join(workdir, DRAW), json.dumps(draw))
+    split = task.own.coop() if task.own is not None else None
+    if split is not None:  # the user's folder or list: its split, to share or pass back
+        atomic.write_json(os.path.join(workdir, task.own.split_file_name()), split)
 
     def templates(coop_template: str) -> dict:
-        return {"adapted": data.prompts.template(config.data.prompt, coop_template),
-                "zeroshot": data.prompts.template(config.data.zeroshot_prompt, coop_template)}
+        return {"adapted": tasks.prompt_template(config, config.data.prompt, coop_template),
+                "zeroshot": tasks.prompt_template(config, config.data.zeroshot_prompt,
+                                                  coop_template)}
 
     info = {"dataset": config.data.dataset,
             "classnames": list(task.classnames),
@@ -97,7 +101,10 @@ def read(workdir: str) -> Record:
                 values[name] = json.load(f)
         except (OSError, ValueError) as e:
             raise RunError(f"cannot read {path}: {e}") from None
-    diffs = identity.differences(values[workdir_module.FINGERPRINT], identity.of(values[CONFIG])) \
+    recorded = values[workdir_module.FINGERPRINT]
+    if isinstance(recorded, dict):  # what the config names but does not hold (the split)
+        recorded = {k: v for k, v in recorded.items() if k not in identity.DATA_FIELDS}
+    diffs = identity.differences(recorded, identity.of(values[CONFIG])) \
         if isinstance(values[CONFIG], dict) and isinstance(
             values[workdir_module.FINGERPRINT], dict) else ["config.json is not a config"]
     if diffs:

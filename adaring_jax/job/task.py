@@ -16,8 +16,9 @@ import numpy as np
 from absl import logging
 
 from adaring_jax import adapters, data
-from adaring_jax.data import presets
+from adaring_jax.data import own, presets
 
+ALL_SHOTS = -1  # data.shots for every training image (config argument shots=all)
 USABLE_PROBE = 32  # images decoded per split before training to find unreadable folders
 
 
@@ -37,9 +38,30 @@ class Task:
     draw: dict  # what draw.json records: the K-shot indices and where they came from
     comparability: dict  # whether splits and draw are the published ones, and why
     classnames: list[str]  # all classes of the training dataset (base and novel)
+    own: own.Table | own.TfdsTable | None = None  # the user's own data, checked
 
 
-def _open(config, name, split, image_size):
+def own_table(config) -> own.Table | own.TfdsTable | None:
+    """The checked split of a user's own dataset (`folder:`/`list:`), None for a preset;
+    reads the data, writes nothing."""
+    if not own.is_own(config.data.dataset):
+        return None
+    d = config.data
+    return own.load(d.dataset, d.split_file, d.data_dir, d.tfds_splits, d.classnames_file,
+                    d.template)
+
+
+def prompt_template(config, style: str, coop_template: str) -> str:
+    """The prompt template of a run for a prompt `style` (`data.prompt`/`zeroshot_prompt`):
+    a preset's per style (data/prompts.py); the user's own data always `data.template`."""
+    if own.is_own(config.data.dataset):
+        return config.data.template
+    return data.prompts.template(style, coop_template)
+
+
+def _open(config, name, split, image_size, table=None):
+    if table is not None and name == config.data.dataset:
+        return own.source(table, split, config.data.template)
     kwargs = {}
     if name == "shapes":
         kwargs = dict(domain=config.data.shapes_domain, image_size=image_size,
@@ -65,13 +87,18 @@ def _comparability(sources: dict, how: dict) -> dict:
     return out
 
 
-def build(config, image_size: int) -> Task:
-    """The protocol's training draw and evaluation sets (reads split files, writes nothing)."""
+def build(config, image_size: int, table=None) -> Task:
+    """The protocol's training draw and evaluation sets (reads split files, writes nothing);
+    `table`: the user's own data (`own_table`)."""
     name, shots, seed = config.data.dataset, config.data.shots, config.seed
-    train = _open(config, name, "train", image_size)
+    train = _open(config, name, "train", image_size, table)
     if len(train) == 0:
         raise data.DataError(f"the train split of {name!r} is empty")
-    draw, how = data.draw_train(train, shots, seed)
+    if shots == ALL_SHOTS:
+        draw = np.arange(len(train))
+        how = {"fewshot": "every training image (shots=all)", "fewshot_comparable": False}
+    else:
+        draw, how = data.draw_train(train, shots, seed)
     sources = {"train": train}
     evals: dict[str, EvalSet] = {}
     if config.protocol == "base2novel":
@@ -81,7 +108,7 @@ def build(config, image_size: int) -> Task:
         train_src = data.Subset(train, draw[keep], names,
                                 label_map=data.label_lookup(base, len(train.classnames)))
         train_idx = np.arange(len(keep))
-        test = sources["test"] = _open(config, name, "test", image_size)
+        test = sources["test"] = _open(config, name, "test", image_size, table)
         for split, ids in (("base", base), ("novel", novel)):
             idx, _ = data.relabel(test.labels(), ids)
             sub = data.Subset(test, idx, [test.classnames[c] for c in ids],
@@ -92,7 +119,7 @@ def build(config, image_size: int) -> Task:
         targets = {"fewshot": [name], "cross_dataset": [name, *config.data.eval_datasets],
                    "domain_generalization": list(config.data.eval_datasets)}[config.protocol]
         for target in targets:
-            test = _open(config, target, "test", image_size)
+            test = _open(config, target, "test", image_size, table)
             split = "test" if config.protocol == "fewshot" else target
             sources[split] = test
             evals[split] = EvalSet(test, np.arange(len(test)), test.classnames, test.template)
@@ -102,7 +129,8 @@ def build(config, image_size: int) -> Task:
     comparability = _comparability(sources, how)
     record = dict(dataset=name, shots=shots, seed=seed, train_indices=np.asarray(draw),
                   **comparability)
-    return Task(train_src, train_idx, evals, record, comparability, list(train.classnames))
+    return Task(train_src, train_idx, evals, record, comparability, list(train.classnames),
+                table)
 
 
 def check(task: Task, config, global_batch: int) -> None:

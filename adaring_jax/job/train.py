@@ -31,13 +31,14 @@ def train_and_evaluate(config, workdir: str) -> dict:
     if config.get("job", "adapt") != "adapt":
         raise ConfigError(f"config.job={config.job!r}: not an adaptation config "
                           "(python -m adaring_jax.main runs every job)")
-    run_identity = identity.of(config)
+    table = tasks.own_table(config)  # the user's own data, listed and split (writes nothing)
+    run_identity = identity.of(config, {"data.split": table.digest()} if table else None)
     workdirs.check(workdir, run_identity)
     if workdirs.finished(workdir):  # the same experiment, done: report it, write nothing
         return report.finished(workdir)
     arch = convert.architecture(config.model.arch, config.model.checkpoint)  # reads config.json
     validation.check_depth(config, arch)
-    task = tasks.build(config, arch.vision.image_size)
+    task = tasks.build(config, arch.vision.image_size, table)
     tasks.check(task, config, config.optim.batch_size)
     model, frozen, tok = backbone.load(config, tasks.task_words(task))
     spec = adapters.spec_from_config(config, model.config)
@@ -79,7 +80,7 @@ def _train(config, workdir, model, frozen, tok, spec, mesh, task, initial) -> lo
     repl = sharding.replicated(mesh)
     train_src = task.train
     ids = evaluate.prompt_ids(tok, train_src.classnames,
-                              data.prompts.template(config.data.prompt, train_src.template))
+                              tasks.prompt_template(config, config.data.prompt, train_src.template))
     padded = jax.device_put(sharding.pad_rows(ids, mesh.devices.size),
                             sharding.batch_sharded(mesh))
     prompts = objective.Prompts.cached(model, frozen, padded, spec.layers[0], len(ids))
@@ -123,7 +124,7 @@ def _evaluate(config, model, frozen, tok, spec, mesh, evals, adapter_params) -> 
         accuracy = evaluate.make_accuracy(model, row_spec, mesh, model.config.vision.image_size,
                                           config.eval.batch_size, config.data.num_threads)
         for split, e in evals.items():
-            template = data.prompts.template(style, e.coop_template)
+            template = tasks.prompt_template(config, style, e.coop_template)
             feats = class_features(frozen, params, evaluate.prompt_ids(tok, e.classnames,
                                                                        template))
             acc, counted = accuracy(frozen, params, feats, e.source, e.indices)

@@ -9,6 +9,7 @@ import os
 import jax
 
 from adaring_jax import adapters, config_args, data
+from adaring_jax.data import own
 from adaring_jax.errors import ConfigError
 from adaring_jax.models import clip
 
@@ -67,7 +68,31 @@ def validate(config) -> None:
 def _validate_adaptation(config) -> None:
     _choice("protocol", config.protocol, PROTOCOLS)
     _choice("method", config.method, tuple(adapters.METHODS))
-    _choice("data.dataset", config.data.dataset, tuple(data.DATASETS))
+    if own.is_own(config.data.dataset):
+        if not config.data.dataset.partition(":")[2]:
+            raise ConfigError(f"config.data.dataset={config.data.dataset!r}: give a path or "
+                              "name, e.g. folder:/data/pets, list:/data/pets.csv, tfds:dtd")
+    else:
+        _choice("data.dataset", config.data.dataset,
+                (*data.DATASETS, "folder:PATH", "list:FILE", "tfds:NAME[/CONFIG]"))
+    split_file = config.data.get("split_file", "")
+    for field in ("tfds_splits", "classnames_file"):
+        if config.data.get(field, "") and not config.data.dataset.startswith("tfds:"):
+            raise ConfigError(f"config.data.{field} is for dataset=tfds:NAME")
+    path = config.data.get("classnames_file", "")
+    if path and not os.path.isfile(path):
+        raise ConfigError(f"config.data.classnames_file={path!r}: no such file")
+    if split_file and not config.data.dataset.startswith(("folder:", "list:")):
+        raise ConfigError("config.data.split_file is for your own data (dataset=folder:PATH or "
+                          "list:FILE); a preset dataset's CoOp split file goes in its folder "
+                          "under data.data_dir")
+    if split_file and not os.path.isfile(split_file):
+        raise ConfigError(f"config.data.split_file={split_file!r}: no such file")
+    template = config.data.get("template", "{}")
+    if not isinstance(template, str) or template.count("{}") != 1 or "{" in template.replace(
+            "{}", "", 1) or "}" in template.replace("{}", "", 1):
+        raise ConfigError(f"config.data.template={template!r} must hold the class name "
+                          "as one '{}', e.g. 'a photo of a {}.'")
     for name in config.data.eval_datasets:
         _choice("data.eval_datasets", name, tuple(data.DATASETS))
     _choice("optim.schedule", config.optim.schedule, SCHEDULES)
@@ -80,7 +105,8 @@ def _validate_adaptation(config) -> None:
             f"built for the {config.recipe} recipe; pass the checkpoint as a config argument "
             "instead (--config=configs/X.py:checkpoint=...), so that the adapter layers and "
             "the optimizer follow that model")
-    _number("data.shots", config.data.shots, 1, integer=True)
+    if config.data.shots != -1:  # -1: every training image (shots=all)
+        _number("data.shots", config.data.shots, 1, integer=True)
     _number("data.crop_scale", config.data.crop_scale, 0, 1, low_open=True)
     _number("data.min_usable", config.data.min_usable, 0, 1)
     _number("eval.max_examples", config.eval.max_examples, 0, integer=True)

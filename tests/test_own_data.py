@@ -1,0 +1,259 @@
+"""Your own data: class folders (with and without pre-made splits), file lists, CoOp split
+files and a locally built TFDS dataset go through adapt -> predict -> export; every bad input
+ends in one message and writes nothing; a recorded split passed back reproduces the run."""
+
+import json
+import os
+import re
+import shlex
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from adaring_jax.data import own, shapes
+from adaring_jax.data.source import DataError
+from conftest import ROOT, run_module
+
+CLASSES = ("red_circle", "blue-square", "green star", "Yellow_Heart")
+
+
+def _images(n, seed=0):
+    src = shapes.ShapesSource("train", "target", size=64 * n, image_size=32, seed=seed)
+    by_class = {}
+    for i in range(len(src)):
+        ex = src[i]
+        by_class.setdefault(ex["label"], []).append(ex["image"])
+    return [by_class[c][:n] for c in sorted(by_class)[:len(CLASSES)]]
+
+
+def make_folder(root, per_class=10, premade=False, seed=0):
+    """CLASSES as class folders of PNGs (one nested subfolder, one JPEG, one text file)."""
+    for c, (name, imgs) in enumerate(zip(CLASSES, _images(per_class, seed))):
+        for i, img in enumerate(imgs):
+            split = ("train" if i < per_class // 2 else "test") if premade else ""
+            sub = "nested" if i == 1 and not premade else ""
+            d = os.path.join(root, split, name, sub)
+            os.makedirs(d, exist_ok=True)
+            ext = ".JPG" if i == 2 else ".png"
+            Image.fromarray(img).save(os.path.join(d, f"im{c}_{i}{ext}"),
+                                      format="JPEG" if ext == ".JPG" else "PNG")
+        with open(os.path.join(root, split, name, "notes.txt"), "w") as f:
+            f.write("not an image")
+    return root
+
+
+def _readme_own_data_commands():
+    text = open(os.path.join(ROOT, "README.md")).read()
+    section = text[text.index("## Your own data"):]
+    block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
+    return [shlex.split(line) for line in block.strip().splitlines()]
+
+
+def _run_readme(tmp_path, dataset):
+    """The README's three commands, with its paths replaced by the test's."""
+    subs = {"folder:my_images": dataset, "runs/my_images_export": str(tmp_path / "export"),
+            "runs/my_images": str(tmp_path / "run"), "new_images/": str(tmp_path / "new"),
+            "predictions.csv": str(tmp_path / "predictions.csv")}
+    out = []
+    for argv in _readme_own_data_commands():
+        assert argv[:2] == ["python", "-m"], argv
+        argv = [next((a.replace(k, v) for k, v in subs.items() if k in a), a) for a in argv]
+        out.append(run_module(argv[2], *argv[3:]))
+    return out
+
+
+def _new_images(tmp_path):
+    new = tmp_path / "new"
+    new.mkdir()
+    for c, imgs in enumerate(_images(2, seed=5)):
+        Image.fromarray(imgs[0]).save(new / f"q{c}.png")
+    return new
+
+
+def test_a_folder_goes_through_adapt_predict_export(tmp_path):
+    data = make_folder(str(tmp_path / "my images"))
+    _new_images(tmp_path)
+    _run_readme(tmp_path, f"folder:{data}")
+    run = tmp_path / "run"
+    results = json.load(open(run / "results.json"))
+    assert set(results["adapted"]) == {"test"}
+    task = json.load(open(run / "task.json"))
+    assert task["classnames"] == ["Yellow Heart", "blue square", "green star", "red circle"]
+    assert task["templates"]["adapted"] == "a photo of a {}."
+    split = json.load(open(run / "split_zhou_my_images.json"))
+    assert {len(split[s]) for s in ("train", "val", "test")} == {5 * 4, 2 * 4, 3 * 4}
+    assert any("nested" in row[0] for row in split["train"] + split["val"] + split["test"])
+    assert not any(name.endswith(".json") for name in os.listdir(data))  # nothing written there
+    rows = open(tmp_path / "predictions.csv").read().splitlines()
+    assert rows[0].startswith("file,class_1,p_1") and len(rows) == 5
+    assert os.path.exists(tmp_path / "export" / "adapters.safetensors")
+    config = json.load(open(tmp_path / "export" / "adapter_config.json"))
+    assert config["method"] == "adaring"
+
+
+def test_premade_splits_a_csv_list_and_a_split_file_are_used_as_given(tmp_path):
+    premade = own.load(f"folder:{make_folder(str(tmp_path / 'pre'), premade=True)}")
+    assert not premade.made and set(premade.rows) == {"train", "test"}
+    assert all(p.startswith("train" + os.sep) for p, _ in premade.rows["train"])
+    folder = make_folder(str(tmp_path / "plain"))
+    with open(tmp_path / "list.csv", "w") as f:
+        f.write("path,class,split\n")
+        for name in CLASSES:
+            files = sorted(os.listdir(os.path.join(folder, name)))
+            files = [x for x in files if x.endswith((".png", ".JPG"))]
+            for i, x in enumerate(files):
+                f.write(f"plain/{name}/{x},{name},{'train' if i % 2 else 'test'}\n")
+    table = own.load(f"list:{tmp_path / 'list.csv'}")
+    assert table.classnames == ["Yellow_Heart", "blue-square", "green star", "red_circle"]
+    # 9 images at the top of each class folder (the tenth is nested): 4 train, 5 test.
+    assert (len(table.rows["train"]), len(table.rows["test"])) == (4 * 4, 5 * 4)
+    # A split recorded for the folder is used as is when passed back.
+    made = own.load(f"folder:{folder}")
+    path = tmp_path / "split.json"
+    path.write_text(json.dumps(made.coop()))
+    again = own.load(f"folder:{folder}", str(path))
+    assert again.rows == {s: [tuple(r) for r in rows] for s, rows in made.rows.items()}
+    assert again.digest() == made.digest()
+    # The same file as a dataset of its own (a CoOp split file, paths relative to it).
+    (tmp_path / "plain" / "split_zhou_x.json").write_text(json.dumps(made.coop()))
+    coop = own.load(f"list:{tmp_path / 'plain' / 'split_zhou_x.json'}")
+    assert coop.classnames == made.classnames and coop.rows == again.rows
+
+
+def test_a_recorded_split_reproduces_the_run(tmp_path):
+    folder = make_folder(str(tmp_path / "data"), per_class=8)
+    args = ["--config=configs/fewshot.py:smoke,protocol=fewshot,dataset=folder:" + folder]
+    run_module("adaring_jax.main", *args, f"--workdir={tmp_path / 'a'}")
+    split = tmp_path / "a" / "split_zhou_data.json"
+    run_module("adaring_jax.main", *args, f"--workdir={tmp_path / 'b'}",
+               f"--config.data.split_file={split}")
+    a, b = (json.load(open(tmp_path / r / "results.json")) for r in "ab")
+    assert a["adapted"] == b["adapted"] and a["zeroshot"] == b["zeroshot"]
+    assert json.load(open(tmp_path / "b" / "split_zhou_data.json")) == json.load(open(split))
+    # Images added to the folder make another experiment: the finished run is not replaced.
+    Image.fromarray(_images(1)[0][0]).save(os.path.join(folder, CLASSES[0], "new.png"))
+    err = run_module("adaring_jax.main", *args, f"--workdir={tmp_path / 'a'}", expect=2).stderr
+    assert "data.split" in err and "Traceback" not in err
+
+
+def _tfds_dataset(data_dir):
+    import tensorflow_datasets as tfds
+
+    class OwnToyImages(tfds.core.GeneratorBasedBuilder):
+        VERSION = tfds.core.Version("1.0.0")
+
+        def _info(self):
+            return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+                "image": tfds.features.Tensor(shape=(32, 32, 3), dtype=np.uint8),
+                "label": tfds.features.ClassLabel(names=list(CLASSES))}))
+
+        def _split_generators(self, dl_manager):
+            return {"train": self._generate_examples(8), "test": self._generate_examples(4)}
+
+        def _generate_examples(self, n):
+            for c, imgs in enumerate(_images(n)):
+                for i, img in enumerate(imgs):
+                    yield f"{c}-{i}", {"image": img, "label": c}
+
+    OwnToyImages(data_dir=str(data_dir), file_format="array_record").download_and_prepare()
+
+
+def test_a_tfds_dataset_goes_through_adapt_predict_export(tmp_path):
+    _tfds_dataset(tmp_path / "tfds")
+    _new_images(tmp_path)
+    run = tmp_path / "run"
+    run_module("adaring_jax.main", "--config=configs/fewshot.py:smoke,protocol=fewshot,"
+               "dataset=tfds:own_toy_images", f"--config.data.data_dir={tmp_path / 'tfds'}",
+               f"--workdir={run}")
+    task = json.load(open(run / "task.json"))
+    assert task["classnames"] == ["red circle", "blue square", "green star", "Yellow Heart"]
+    out = run_module("adaring_jax.predict", f"--workdir={run}", str(tmp_path / "new"))
+    assert len(out.stdout.strip().splitlines()) == 4
+    run_module("adaring_jax.export", f"--workdir={run}", f"--out={tmp_path / 'export'}")
+    split = "--config.data.tfds_splits=train=train[:50%],test=test"
+    err = run_module("adaring_jax.main", "--config=configs/fewshot.py:smoke,protocol=fewshot,"
+                     "dataset=tfds:own_toy_images", f"--config.data.data_dir={tmp_path / 'tfds'}",
+                     split, f"--workdir={run}", expect=2).stderr
+    assert "data.tfds_splits" in err  # another experiment than the finished one
+
+
+def _bad(tmp_path, build, match):
+    dataset = build(tmp_path)
+    with pytest.raises(DataError, match=match):
+        own.load(dataset)
+
+
+def _folder_with(tmp_path, layout):
+    for rel, n in layout.items():
+        d = tmp_path / "d" / rel
+        d.mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(d / f"{i}.png")
+    return f"folder:{tmp_path / 'd'}"
+
+
+@pytest.mark.parametrize("layout,match", [
+    ({"only": 6}, "has 1 class folders; give at least 2"),
+    ({"a": 6, "b": 0}, "class folders without images: 'b'"),
+    ({"golden_retriever": 6, "Golden-Retriever": 6}, "both get the class name"),
+    ({"a": 6, "b": 3}, "too few images to split"),
+    ({"train/a": 3, "train/b": 3, "test/a": 2}, "the test split's classes differ from train's"),
+    ({"train/a": 3, "train/b": 3}, "not both train and test"),
+])
+def test_bad_folders_are_refused_with_one_message(tmp_path, layout, match):
+    dataset = _folder_with(tmp_path, layout)
+    with pytest.raises(DataError, match=match):
+        own.load(dataset)
+
+
+def test_bad_lists_and_split_files_are_refused(tmp_path):
+    folder = make_folder(str(tmp_path / "f"), per_class=6)
+    rows = "path,class\n" + "".join(f"f/{c}/missing{i}.png,{c}\n" for c in CLASSES
+                                    for i in range(3))
+    (tmp_path / "l.csv").write_text(rows)
+    with pytest.raises(DataError, match=r"12 of its 12 images are missing \('f/red_circle/"
+                                        r"missing0.png'.*\(12 in all\)"):
+        own.load(f"list:{tmp_path / 'l.csv'}")
+    made = own.load(f"folder:{folder}").coop()
+    made["test"].append(["red_circle/not_there.png", 3, "red circle"])
+    (tmp_path / "s.json").write_text(json.dumps(made))
+    with pytest.raises(DataError, match="does not fit folder .*not_there.png"):
+        own.load(f"folder:{folder}", str(tmp_path / "s.json"))
+    other = own.load(f"folder:{folder}").coop()
+    for rows_ in other.values():
+        for row in rows_:
+            row[2] = row[2].upper()
+    (tmp_path / "o.json").write_text(json.dumps(other))
+    with pytest.raises(DataError, match="does not fit folder .*its classes by label"):
+        own.load(f"folder:{folder}", str(tmp_path / "o.json"))
+    jl = tmp_path / "l.jsonl"
+    jl.write_text('{"path": "f/red_circle/im0_0.png", "class": "a", "split": "train"}\n'
+                  '{"path": "f/red_circle/im0_3.png", "class": "b", "split": "train"}\n'
+                  '{"path": "f/red_circle/im0_4.png", "class": "a", "split": "test"}\n')
+    with pytest.raises(DataError, match="classes 'b' have no images in the test split"):
+        own.load(f"list:{jl}")
+
+
+def test_non_utf8_names_are_refused_before_anything_is_written(tmp_path):
+    dataset = _folder_with(tmp_path, {"a": 6, "b": 6})
+    with open(os.path.join(os.fsencode(str(tmp_path / "d" / "a")), b"caf\xe9.png"), "wb") as f:
+        f.write(b"x")
+    with pytest.raises(DataError, match="not valid UTF-8"):
+        own.load(dataset)
+    err = run_module("adaring_jax.main", f"--config=configs/fewshot.py:smoke,dataset={dataset}",
+                     f"--workdir={tmp_path / 'run'}", expect=2).stderr
+    assert "not valid UTF-8" in err and "Traceback" not in err
+    assert not os.path.exists(tmp_path / "run")
+
+
+def test_folder_listing_skips_hidden_and_non_image_files_and_reads_classnames_txt(tmp_path):
+    folder = make_folder(str(tmp_path / "f"), per_class=6)
+    (tmp_path / "f" / ".hidden").mkdir()
+    (tmp_path / "f" / "classnames.txt").write_text("red_circle\ta red disc\n"
+                                                   "green star\tthe green star\n")
+    table = own.load(f"folder:{folder}")
+    # Sorted by folder name (code points, as CoOp's sorted listing): capitals first.
+    assert table.classnames == ["Yellow Heart", "blue square", "the green star", "a red disc"]
+    assert table.skipped_files == 4  # the notes.txt files
+    assert sum(len(r) for r in table.rows.values()) == 6 * 4
