@@ -68,3 +68,4 @@ def test_colab_notebook_is_valid_and_executes_offline(tmp_path):
     printed = "".join(o.get("text", "") for c in executed.cells if c.cell_type == "code"
                       for o in c.get("outputs", []))
     assert "trainable parameters" in printed and "adapted:" in printed
+    assert "own data: adapted accuracy" in printed  # the own-folder section ran
