@@ -8,7 +8,9 @@ traceback. absl/Orbax INFO logging is off unless `--verbosity=0` is given.
 
 from __future__ import annotations
 
+import ast
 import os
+import re
 import sys
 import traceback
 
@@ -16,10 +18,82 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # before transformers 
 
 from absl import flags, logging  # noqa: E402
 
-from adaring_jax.errors import UserError  # noqa: E402
+from adaring_jax.errors import STOPPED_STATUS, Stopped, UserError  # noqa: E402
+
+
+class UsageError(UserError, ValueError):
+    """A command-line flag or argument that is not valid."""
+
+
+def at_least(flag: str, value, low) -> None:
+    """Refuse `--flag=value` under `low` (before any work)."""
+    if value is not None and value < low:
+        raise UsageError(f"--{flag}={value} must be >= {low}")
+
+
+def class_names(names) -> list[str]:
+    """Class names given on the command line, stripped; empty or repeated ones refused."""
+    names = [n.strip() for n in names]
+    if not names or not all(names):
+        raise UsageError(f"--classes has an empty class name: {names}")
+    folded = [" ".join(n.replace("_", " ").split()).casefold() for n in names]
+    twice = sorted({n for n, f in zip(names, folded) if folded.count(f) > 1})
+    if twice:
+        raise UsageError(f"--classes names a class twice (case and '_' ignored): {twice}")
+    return names
 
 _TRACEBACK = flags.DEFINE_bool("traceback", False, "Print the Python traceback of an error "
                                "(also: environment variable ADARING_TRACEBACK=1).")
+
+
+def flag_error_message(error: BaseException, argv=()) -> str:
+    """The project's own message when a config file raised it, else absl's first and last
+    lines (config_flags pastes whole tracebacks into its messages)."""
+    cause = error
+    while cause is not None and not isinstance(cause, UserError):
+        cause = cause.__cause__ or cause.__context__
+    text = str(cause or error)
+    for _ in range(3):  # KeyError wraps its message in reprs: unwrap them
+        if len(text) > 1 and text[0] == text[-1] and text[0] in "'\"":
+            try:
+                text = str(ast.literal_eval(text))
+                continue
+            except (ValueError, SyntaxError):
+                pass
+        break
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if any(line.startswith("Traceback") for line in lines):
+        ours = re.match(r"adaring_jax\.[\w.]+Error: (.*)", lines[-1])
+        return ours.group(1) if ours else f"{lines[0]} {lines[-1]}"
+    unreadable = re.search(r"\[Errno \d+\] (.*)", str(error))
+    if isinstance(error, OSError) and unreadable:
+        return f"cannot load the config file: {unreadable.group(1)}"
+    joined = " ".join(lines)
+    suggestion = re.search(r'Did you mean "([\w.]+)"', joined)
+    missing = re.fullmatch(r"""["'\\]*([\w.]+)["'\\]*(?: Did you mean.*)?""", joined)
+    if isinstance(error, (AttributeError, KeyError)) and missing:  # --config.<unknown>=...
+        given = [a.split("=")[0] for a in argv if a.startswith("--config.")
+                 and missing.group(1) in a.split("=")[0].split(".")]
+        hint = f"; did you mean {suggestion.group(1)!r}?" if suggestion else ""
+        return (f"unknown config field {given[0] if given else missing.group(1)}: the config "
+                f"has no such field{hint} (the fields are listed, one comment each, in "
+                "adaring_jax/config_args.py and the method's module in adaring_jax/adapters/)")
+    return " ".join(lines)
+
+
+def parse_flags(argv):
+    """absl's parser, with bad flags (an unknown --config.x, a bad value) as one message."""
+    try:
+        return flags.FLAGS(argv)
+    except Exception as e:  # noqa: BLE001 - flags.Error, or config_flags' AttributeError...
+        if tracebacks():
+            traceback.print_exception(e)
+        command = os.path.basename(argv[0]) if argv else "main"
+        command = "main" if command in ("__main__.py", "") else command.removesuffix(".py")
+        print(f"error: {flag_error_message(e, argv)}\nSee: python -m adaring_jax.{command} "
+              "--helpfull",
+              file=sys.stderr, flush=True)
+        sys.exit(2)
 
 
 def tracebacks() -> bool:
@@ -37,7 +111,13 @@ def fail(error: BaseException) -> int:
     """Print `error` for the user; the exit status."""
     if tracebacks():
         traceback.print_exception(error)
-    if isinstance(error, (UserError, OSError)):  # OSError: disk full, permissions...
+    full = _disk_full(error)
+    if full:
+        print(f"error: the disk is full{full}: free space and run the same command again (a "
+              "run resumes from its last complete checkpoint; nothing half-written is kept)",
+              file=sys.stderr, flush=True)
+        return 2
+    if isinstance(error, (UserError, OSError)):  # OSError: permissions, missing files...
         print(f"error: {error}", file=sys.stderr, flush=True)
         return 2
     print(f"error: {type(error).__name__}: {error}\nThis is unexpected: rerun with --traceback "
@@ -46,14 +126,33 @@ def fail(error: BaseException) -> int:
     return 1
 
 
+def _disk_full(error: BaseException) -> str:
+    """' (where)' when `error`, or what caused it, is a full disk (Orbax/TensorStore report it
+    as RESOURCE_EXHAUSTED, safetensors as its own error, Python as ENOSPC), else ''."""
+    seen = 0
+    while error is not None and seen < 10:
+        text = str(error)
+        if getattr(error, "errno", None) == 28 or "No space left on device" in text or (
+                "RESOURCE_EXHAUSTED" in text and "space" in text.lower()):
+            where = getattr(error, "filename", None) or next(
+                iter(re.findall(r"(/[^\s'\"]+)", text)), "")
+            return f" (writing {where})" if where else ""
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return ""
+
+
 def run(body) -> int:
     """`body()` under the error surface above; the exit status."""
     quiet_logging()
     try:
         body()
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr, flush=True)
+        print("interrupted (Ctrl-C): checkpoints already saved are kept; run the same command "
+              "to resume", file=sys.stderr, flush=True)
         return 130
+    except Stopped as e:
+        print(f"stopped: {e}", file=sys.stderr, flush=True)
+        return STOPPED_STATUS
     except Exception as e:  # noqa: BLE001 - the one place errors meet the user
         return fail(e)
     return 0

@@ -91,9 +91,9 @@ def _define_flags():
     flags.DEFINE_string("workdir", None, "A finished mma run.", required=True)
     flags.DEFINE_string("out", None, "The new adaring run's workdir.", required=True)
     flags.DEFINE_float("rel_error", None, "Largest relative error per family; picks the rank.")
-    flags.DEFINE_integer("max_rank", None, "Ring rank R of every bond.", lower_bound=1)
+    flags.DEFINE_integer("max_rank", None, "Ring rank R of every bond (>= 1).")
     flags.DEFINE_integer("finetune_steps", 0, "Train the ring this many steps after "
-                         "compressing (0: evaluate it as compressed).", lower_bound=0)
+                         "compressing (0: evaluate it as compressed).")
 
 
 def main(argv):
@@ -104,6 +104,8 @@ def main(argv):
             raise CompressError(f"unexpected arguments: {argv[1:]}")
         if (f.rel_error is None) == (f.max_rank is None):
             raise CompressError("give exactly one of --rel_error and --max_rank")
+        cli.at_least("max_rank", f.max_rank, 1)
+        cli.at_least("finetune_steps", f.finetune_steps, 0)
         if f.rel_error is not None and not 0 < f.rel_error < 1:
             raise CompressError(f"--rel_error={f.rel_error}: give a number in (0, 1)")
         rec = runs.read(f.workdir)
@@ -130,4 +132,4 @@ def main(argv):
 
 if __name__ == "__main__":
     _define_flags()
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)

@@ -14,3 +14,11 @@ class UserError(Exception):
 
 class ConfigError(UserError, ValueError):
     """A config value that is not valid; the message names the field and the valid values."""
+
+
+class Stopped(Exception):
+    """A run stopped by a signal after saving what it had: not an error of the user's; the
+    command exits with `STOPPED_STATUS` and says how to resume."""
+
+
+STOPPED_STATUS = 75  # EX_TEMPFAIL: try again (the same command resumes)

@@ -16,9 +16,6 @@ jax.distributed.initialize() finds the coordinator itself there, or takes
 """
 
 import os
-import re
-import sys
-import traceback
 
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # before transformers is imported
 
@@ -28,7 +25,7 @@ from ml_collections import config_flags  # noqa: E402
 
 from adaring_jax import cli  # noqa: E402
 from adaring_jax.job import pretrain, train
-from adaring_jax.errors import ConfigError, UserError  # noqa: E402
+from adaring_jax.errors import ConfigError  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)
@@ -40,41 +37,6 @@ _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processe
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
 
 JOBS = {"adapt": train.train_and_evaluate, "pretrain": pretrain.run}
-
-
-def _flag_error_message(error: BaseException, argv=()) -> str:
-    """The project's own message when a config file raised it, else absl's first and last
-    lines (config_flags pastes whole tracebacks into its messages)."""
-    cause = error
-    while cause is not None and not isinstance(cause, UserError):
-        cause = cause.__cause__ or cause.__context__
-    lines = [line.strip() for line in str(cause or error).splitlines() if line.strip()]
-    if any(line.startswith("Traceback") for line in lines):
-        ours = re.match(r"adaring_jax\.[\w.]+Error: (.*)", lines[-1])
-        return ours.group(1) if ours else f"{lines[0]} {lines[-1]}"
-    unreadable = re.search(r"\[Errno \d+\] (.*)", str(error))
-    if isinstance(error, OSError) and unreadable:
-        return f"cannot load the config file: {unreadable.group(1)}"
-    missing = re.fullmatch(r"""["']*([\w.]+)["']*""", " ".join(lines))
-    if isinstance(error, (AttributeError, KeyError)) and missing:  # --config.<unknown>=...
-        given = [a.split("=")[0] for a in argv if a.startswith("--config.")
-                 and missing.group(1) in a.split("=")[0].split(".")]
-        return (f"unknown config field {given[0] if given else missing.group(1)}: the config "
-                "has no such field (its fields are listed in the config file and "
-                "adaring_jax/config_args.py)")
-    return " ".join(lines)
-
-
-def _parse_flags(argv):
-    """absl's parser, with bad flags (an unknown --config.x, a bad value) as one message."""
-    try:
-        return flags.FLAGS(argv)
-    except Exception as e:  # noqa: BLE001 - flags.Error, or config_flags' AttributeError...
-        if cli.tracebacks():
-            traceback.print_exception(e)
-        print(f"error: {_flag_error_message(e, argv)}\nSee: python -m adaring_jax.main --helpfull",
-              file=sys.stderr, flush=True)
-        sys.exit(2)
 
 
 def _job():
@@ -90,7 +52,7 @@ def _job():
                               "(e.g. configs/fewshot.py)")
         job = config.get("job", "adapt")
     except Exception as e:  # noqa: BLE001
-        raise ConfigError(_flag_error_message(e)) from e
+        raise ConfigError(cli.flag_error_message(e)) from e
     if job not in JOBS:
         raise ConfigError(f"config.job={job!r} is not valid; choose from: {', '.join(JOBS)}")
     JOBS[job](config, _WORKDIR.value)
@@ -103,4 +65,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=_parse_flags)
+    app.run(main, flags_parser=cli.parse_flags)

@@ -15,7 +15,8 @@ import jax
 from absl import app
 from ml_collections import config_flags
 
-from adaring_jax import adapters
+from adaring_jax import adapters, cli
+from adaring_jax.errors import ConfigError
 from adaring_jax.models import convert
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
@@ -45,8 +46,22 @@ def by_kind(rows) -> dict[str, int]:
 
 
 def main(argv):
-    del argv
-    config = _CONFIG.value
+    if len(argv) > 1:
+        return cli.fail(cli.UsageError(f"unexpected arguments: {argv[1:]}"))
+    return cli.run(lambda: _print(_config()))
+
+
+def _config():
+    try:  # config_flags raises a config file's errors only now
+        config = _CONFIG.value
+    except Exception as e:  # noqa: BLE001
+        raise ConfigError(cli.flag_error_message(e)) from e
+    if config is None:
+        raise ConfigError("no experiment config: pass --config=configs/<experiment>.py")
+    return config
+
+
+def _print(config):
     rows, total = report(config)
     width = max([len(r[0]) for r in rows] + [6])
     print(f"method: {config.method}")
@@ -61,4 +76,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)

@@ -65,6 +65,26 @@ def check_out(out: str) -> None:
         raise PredictError(f"--out={out}: give a .csv or .json file name")
     if out and not os.path.isdir(os.path.dirname(os.path.abspath(out))):
         raise PredictError(f"--out={out}: the folder {os.path.dirname(out)} does not exist")
+    if out and os.path.isdir(out):
+        raise PredictError(f"--out={out} is a folder; give a .csv or .json file name")
+    if out and not os.access(os.path.dirname(os.path.abspath(out)), os.W_OK | os.X_OK):
+        raise PredictError(f"--out={out}: the folder {os.path.dirname(os.path.abspath(out))} is "
+                           "not writable by this user")
+
+
+def _check_names(files) -> None:
+    """Refuse file names that are not UTF-8 before any work: they could be neither printed
+    nor written to --out losslessly."""
+    bad = []
+    for path in files:
+        try:
+            path.encode("utf-8")
+        except UnicodeEncodeError:
+            bad.append(path)
+    if bad:
+        raise PredictError(f"{len(bad)} image file names are not valid UTF-8 (e.g. "
+                           f"{bad[0].encode('utf-8', 'surrogateescape')!r}); rename them "
+                           "(e.g. with convmv) and run again")
 
 
 def make_predictor(run: runs.Loaded, classnames: Sequence[str], template: str, mesh):
@@ -138,13 +158,13 @@ def write(out: str, rows, skipped) -> None:
 def _define_flags():
     # Defined only when run as a program: importing this module defines no flags.
     flags.DEFINE_string("workdir", None, "A finished run's directory.", required=True)
-    flags.DEFINE_integer("top_k", 5, "Classes shown per image.", lower_bound=1)
+    flags.DEFINE_integer("top_k", 5, "Classes shown per image (>= 1).")
     flags.DEFINE_string("out", "", "Write the predictions to this .csv or .json file.")
     flags.DEFINE_list("classes", [], "Class names to choose from (default: the run's).")
     flags.DEFINE_string("split", "", "Use the class names of this evaluation split of the run "
                         "(e.g. base, novel).")
-    flags.DEFINE_integer("batch_size", 100, "Images per batch.", lower_bound=1)
-    flags.DEFINE_integer("num_threads", 4, "Image decoding threads.", lower_bound=1)
+    flags.DEFINE_integer("batch_size", 100, "Images per batch (>= 1).")
+    flags.DEFINE_integer("num_threads", 4, "Image decoding threads (>= 1).")
 
 
 def main(argv):
@@ -155,12 +175,15 @@ def main(argv):
             raise PredictError("give image files or folders after the flags")
         if f.classes and f.split:
             raise PredictError("give --classes or --split, not both")
+        for flag in ("top_k", "batch_size", "num_threads"):
+            cli.at_least(flag, f[flag].value, 1)
         check_out(f.out)
         files = image_files(argv[1:])
+        _check_names(files)
         run = runs.load(f.workdir)
         classnames, template = run.classes(f.split)
         if f.classes:
-            classnames = [c.strip() for c in f.classes]
+            classnames = cli.class_names(f.classes)
         rows, skipped = predict(run, files, classnames, template, f.top_k, f.batch_size,
                                 f.num_threads)
         for path, best in rows:
@@ -176,4 +199,4 @@ def main(argv):
 
 if __name__ == "__main__":
     _define_flags()
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)

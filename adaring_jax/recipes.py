@@ -42,8 +42,8 @@ def embedded(c, arg):
 
 def smoke(c, arg):
     if arg.dataset != "shapes" and not own.is_own(arg.dataset):
-        raise ConfigError(f"smoke runs on the embedded shapes world or your own data; drop "
-                          f"dataset={arg.dataset} or smoke")
+        raise ConfigError(f"smoke runs on the embedded shapes world; drop dataset={arg.dataset} "
+                          "or smoke (or use your own data: dataset=folder:PATH)")
     c.model.arch, c.model.checkpoint = arg.arch or "tiny", ""
     # 2 shots unless asked otherwise (16 is every config's default).
     c.data.shots = 2 if arg.shots == config_args.COMMON_ARGS["shots"] else arg.shots

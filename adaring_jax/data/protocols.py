@@ -45,6 +45,9 @@ def draw_train(source, shots: int, seed: int) -> tuple[np.ndarray, dict]:
     if path and os.path.exists(path):
         table = upstream.load_pickle(path, ("train",))
         records = table["train"]
+        if not records:
+            raise DataError(f"{path} (an upstream few-shot cache) lists no training images; "
+                            "delete it to draw with Dassl's draw, or copy upstream's file again")
         idx = upstream.match_paths([d.impath for d in records], source.paths, path)
         wrong = np.flatnonzero(source.labels()[idx] != np.asarray([d.label for d in records]))
         if len(wrong):

@@ -193,12 +193,16 @@ def open_split(name: str, split: str, data_dir: str | None = None, split_dir: st
                 continue
             table = upstream.read_split_file(path)
             image_root = os.path.join(folder, preset.image_dir)
-            first = next((rows[0][0] for rows in table.values() if rows), None)
-            if first is not None and os.path.exists(os.path.join(image_root, first)):
+            # The folder holds the images if any of the first rows is there (a missing image
+            # is then unreadable and counted, not taken as the whole folder's absence).
+            sample = [row[0] for rows in table.values() for row in rows[:20]
+                      if isinstance(row, (list, tuple)) and row and isinstance(row[0], str)]
+            if any(os.path.exists(os.path.join(image_root, rel)) for rel in sample):
                 return _coop_split(preset, folder, split, path, table)
             if preset.tfds_name is None:
-                raise DataError(f"{path} is there but its images are not: {first!r} is not "
-                                f"under {image_root}; put CoOp's {name} images there")
+                raise DataError(f"{path} is there but its images are not: none of its first "
+                                f"rows ({sample[:1]!r} ...) is under {image_root}; put CoOp's "
+                                f"{name} images there")
             return tfds_source.tfds_coop_split(preset, split, data_dir, path, table)
     if root and os.path.isdir(root) and not preset.wordnet_ids:
         raise DataError(f"{root} exists but has no {preset.split_file}: download CoOp's split "

@@ -144,6 +144,13 @@ def read_split_file(path: str) -> dict:
         raise DataError(f"cannot read CoOp split file {path}: {e}") from e
     if not isinstance(table, dict) or not all(isinstance(v, list) for v in table.values()):
         raise DataError(f"{path} is not a CoOp split file ({{split: [[path, label, name], ...]}})")
+    for split, rows in table.items():
+        for n, row in enumerate(rows):
+            if not (isinstance(row, list) and len(row) == 3 and isinstance(row[0], str)
+                    and isinstance(row[1], int) and not isinstance(row[1], bool) and row[1] >= 0
+                    and isinstance(row[2], str)):
+                raise DataError(f"{path}: row {n} of {split!r} is {row!r}; rows must be "
+                                "[relative path, label (an integer >= 0), class name]")
     return table
 
 
@@ -153,7 +160,9 @@ def split_classnames(table: dict, path: str) -> list[str]:
     try:
         for part in table.values():
             for _, label, name in part:
-                names[int(label)] = name
+                if names.setdefault(int(label), name) != name:
+                    raise DataError(f"{path}: label {int(label)} has two class names, "
+                                    f"{names[int(label)]!r} and {name!r}; give each label one")
     except (TypeError, ValueError) as e:
         raise DataError(f"{path}: rows must be [relative path, label, class name] ({e})") from e
     missing = sorted(set(range(max(names) + 1)) - set(names)) if names else [0]

@@ -32,7 +32,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
-from adaring_jax.errors import UserError
+from adaring_jax.errors import Stopped, UserError
 
 class CheckpointError(UserError, RuntimeError):
     """An incompatible or unreadable checkpoint; the message says what, where and what to do."""
@@ -90,7 +90,8 @@ class Checkpointer:
             return self._mgr.restore(step, args=ocp.args.StandardRestore(abstract_state))
         except Exception as e:  # noqa: BLE001 - Orbax/TensorStore raise many types
             # TensorStore appends its whole JSON spec: a screenful that says nothing more.
-            detail = re.sub(r"\s*\[tensorstore_spec=.*", "", f"{type(e).__name__}: {e}")
+            detail = re.sub(r"\s*(\[tensorstore_spec=|See full TensorStore details:).*", "",
+                            f"{type(e).__name__}: {e}", flags=re.S)
             raise CheckpointError(
                 f"cannot restore checkpoint step {step} from {where}: "
                 f"{detail[:2000]}{' [...]' if len(detail) > 2000 else ''}\n"
@@ -163,3 +164,12 @@ def install_sigterm_flag() -> Callable[[], bool]:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda signum, frame: requested.set())
     return requested.is_set
+
+
+def sigterm_raises(message: str) -> None:
+    """From now on SIGTERM raises `errors.Stopped(message)` (main thread only): for work after
+    the training loop, which a rerun redoes from the last checkpoint."""
+    def stop(signum, frame):
+        raise Stopped(message)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, stop)

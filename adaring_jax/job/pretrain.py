@@ -21,6 +21,7 @@ import optax
 
 from adaring_jax import adapters
 from adaring_jax.data import shapes
+from adaring_jax.errors import Stopped
 from adaring_jax.job import (atomic, backbone, checkpoint, evaluate, identity, loop, metrics,
                              report, sharding, validation, workdir as workdirs)
 from adaring_jax.models import clip, convert, preprocess
@@ -131,7 +132,8 @@ def _pretrain(config, workdir, model, params, tok, mesh) -> dict:
         finally:
             writer.close()
     if outcome.state is None:
-        return outcome.info
+        raise Stopped(f"stopped by SIGTERM at step {outcome.info['preempted_at']}: its "
+                      "checkpoint is saved; run the same command to resume")
     params = outcome.state["params"]
     results = {**outcome.info,
                "zeroshot": zeroshot_accuracy(config, model, params, tok, mesh)}

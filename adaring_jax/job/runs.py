@@ -114,8 +114,38 @@ def read(workdir: str) -> Record:
     if values[CONFIG].get("method") not in adapters.METHODS:
         raise RunError(f"{paths[CONFIG]} names method {values[CONFIG].get('method')!r}, "
                        f"which this version does not have ({', '.join(adapters.METHODS)})")
-    config = ml_collections.ConfigDict(values[CONFIG])
+    _check_task(values[TASK], paths[TASK])
+    try:
+        config = ml_collections.ConfigDict(values[CONFIG])
+    except (TypeError, ValueError, AttributeError) as e:
+        raise RunError(f"{paths[CONFIG]} is not a config ({e})") from None
     return Record(workdir, config, values[TASK], values[RESULTS])
+
+
+def _check_task(task, path: str) -> None:
+    """task.json as the run wrote it, or RunError naming what is wrong (it may be edited)."""
+    def strings(x):
+        return isinstance(x, list) and x and all(isinstance(n, str) and n for n in x)
+
+    def templates(x):
+        return isinstance(x, dict) and all(isinstance(x.get(k), str) and "{}" in x[k]
+                                           for k in ("adapted", "zeroshot"))
+    problem = None
+    if not isinstance(task, dict):
+        problem = "it is not an object"
+    elif not strings(task.get("classnames")):
+        problem = "'classnames' must be a non-empty list of class names"
+    elif not templates(task.get("templates")):
+        problem = "'templates' must give an 'adapted' and a 'zeroshot' template with {}"
+    elif not isinstance(task.get("splits"), dict) or not all(
+            isinstance(e, dict) and strings(e.get("classnames")) and templates(e.get("templates"))
+            for e in task["splits"].values()):
+        problem = "'splits' must map each split to its class names and templates"
+    elif not isinstance(task.get("words"), list):
+        problem = "'words' must be a list"
+    if problem:
+        raise RunError(f"{path} is not as the run wrote it: {problem}; restore it (it is "
+                       "written when the run starts) or train again")
 
 
 def restore_adapters(rec: Record, spec: adapters.Spec):

@@ -133,13 +133,27 @@ def build(config, image_size: int, table=None) -> Task:
                 table)
 
 
+def _check_distinct_names(classnames, where: str) -> None:
+    """Two labels with one class name would get the same prompt: refuse them."""
+    folded: dict[str, int] = {}
+    for label, name in enumerate(classnames):
+        key = " ".join(str(name).replace("_", " ").split()).casefold()
+        if key in folded:
+            raise data.DataError(f"{where}: labels {folded[key]} and {label} have the same class "
+                                 f"name {name!r} (case and '_' ignored), so their prompts would "
+                                 "be the same; give them distinct names")
+        folded[key] = label
+
+
 def check(task: Task, config, global_batch: int) -> None:
     """Refuse a task that cannot give meaningful numbers, before anything is written."""
     if adapters.get(config.method).trains and len(task.train_indices) < global_batch:
         raise data.DataError(
             f"{len(task.train_indices)} training images (after the {config.data.shots}-shot "
             f"draw) are fewer than one batch of {global_batch}; lower optim.batch_size")
+    _check_distinct_names(task.classnames, config.data.dataset)
     for split, e in task.evals.items():
+        _check_distinct_names(e.classnames, f"{config.data.dataset} ({split})")
         if len(e.indices) == 0:
             raise data.DataError(f"evaluation split {split!r} of {config.data.dataset!r} has no "
                                  "images; check the split file or folder")
@@ -184,14 +198,7 @@ def task_words(task: Task) -> list[str]:
     return sorted(words)
 
 
-def skipped_images(task: Task) -> dict[str, int]:
-    """Images that could not be decoded during the run, per underlying source."""
-    out = {}
-    seen = set()
-    for split, source in [("train", task.train), *((s, e.source) for s, e in task.evals.items())]:
-        inner = getattr(source, "source", source)
-        bad = getattr(inner, "bad", None)
-        if bad is not None and id(inner) not in seen:
-            seen.add(id(inner))
-            out[split] = len(bad)
-    return out
+def skipped_train_images(task: Task) -> int:
+    """Training images that could not be decoded during the run."""
+    inner = getattr(task.train, "source", task.train)
+    return len(getattr(inner, "bad", ()))

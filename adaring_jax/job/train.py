@@ -19,7 +19,7 @@ import jax.numpy as jnp
 
 from adaring_jax import adapters, data
 from adaring_jax.data import presets
-from adaring_jax.errors import ConfigError
+from adaring_jax.errors import ConfigError, Stopped
 from adaring_jax.job import (backbone, checkpoint, evaluate, identity, loop, metrics, objective,
                              optim, report, runs, sharding, task as tasks, validation,
                              workdir as workdirs)
@@ -66,11 +66,18 @@ def _run(config, workdir, task, model, frozen, tok, spec, mesh, initial) -> dict
         outcome = _train(config, workdir, model, frozen, tok, spec, mesh, task, initial)
         results.update(outcome.info)
         if outcome.state is None:  # preempted: a checkpoint is written, nothing to evaluate
-            return results
+            raise Stopped(f"stopped by SIGTERM at step {outcome.info['preempted_at']}: its "
+                          "checkpoint is saved, nothing was evaluated; run the same command to "
+                          "resume")
         adapter_params = outcome.state["adapters"]
-    results.update(_evaluate(config, model, frozen, tok, spec, mesh, task.evals,
-                             adapter_params))
-    results["skipped_images"] = tasks.skipped_images(task)
+    checkpoint.sigterm_raises("stopped by SIGTERM during evaluation: the trained adapters are "
+                              "checkpointed and no results were written; run the same command "
+                              "to evaluate them")
+    accuracy, unread = _evaluate(config, model, frozen, tok, spec, mesh, task.evals,
+                                 adapter_params)
+    results.update(accuracy)
+    # Per split: training images that failed to decode, evaluation images left uncounted.
+    results["skipped_images"] = {"train": tasks.skipped_train_images(task), **unread}
     if jax.process_index() == 0:
         report.write(workdir, results)
     return results
@@ -111,14 +118,15 @@ def _train(config, workdir, model, frozen, tok, spec, mesh, task, initial) -> lo
             writer.close()
 
 
-def _evaluate(config, model, frozen, tok, spec, mesh, evals, adapter_params) -> dict:
-    """Accuracy per split of the zero-shot CLIP and of the adapted one (the zeroshot method:
-    the same model, evaluated once)."""
+def _evaluate(config, model, frozen, tok, spec, mesh, evals, adapter_params):
+    """(accuracy per split of the zero-shot CLIP and of the adapted one -- the zeroshot method:
+    the same model, evaluated once --, images per split that could not be read)."""
     rows = {"zeroshot": (adapters.NONE, {}, config.data.zeroshot_prompt),
             "adapted": (spec, adapter_params, config.data.prompt)}
     if spec == adapters.NONE:
         del rows["adapted"]
     out = {kind: {} for kind in ("zeroshot", "adapted")}
+    unread = {}
     for kind, (row_spec, params, style) in rows.items():
         class_features = evaluate.make_class_features(model, row_spec, mesh)
         accuracy = evaluate.make_accuracy(model, row_spec, mesh, model.config.vision.image_size,
@@ -128,16 +136,17 @@ def _evaluate(config, model, frozen, tok, spec, mesh, evals, adapter_params) -> 
             feats = class_features(frozen, params, evaluate.prompt_ids(tok, e.classnames,
                                                                        template))
             acc, counted = accuracy(frozen, params, feats, e.source, e.indices)
-            if counted < config.data.min_usable * len(e.indices):
+            if counted == 0 or counted < config.data.min_usable * len(e.indices):
                 raise data.DataError(
                     f"evaluation split {split!r}: only {counted} of {len(e.indices)} images "
-                    f"could be read (under data.min_usable={config.data.min_usable}); no "
-                    "results are written")
+                    f"could be read (under data.min_usable={config.data.min_usable}, or none); "
+                    "no results are written")
             out[kind][split] = round(acc, 2)
+            unread[split] = len(e.indices) - counted
     for kind in out:
         if {"base", "novel"} <= set(out[kind]):
             out[kind]["hm"] = round(evaluate.harmonic_mean(out[kind]["base"],
                                                            out[kind]["novel"]), 2)
     if "adapted" not in rows:
         out["adapted"] = dict(out["zeroshot"])  # no adapter: the adapted model is CLIP
-    return out
+    return out, unread

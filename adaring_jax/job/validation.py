@@ -60,6 +60,10 @@ def validate(config) -> None:
     _number("max_to_keep", config.max_to_keep, 1, integer=True)
     _number("data.num_threads", config.data.num_threads, 1, integer=True)
     if config.get("job", "adapt") == "pretrain":
+        if config.get("protocol") != "pretrain":
+            raise ConfigError(f"config.job='pretrain' on a {config.get('protocol')} adaptation "
+                              "config: pretraining has its own config "
+                              "(--config=configs/pretrain_shapes.py)")
         _number("optim.steps", o.steps, 1, integer=True)
         return
     _validate_adaptation(config)

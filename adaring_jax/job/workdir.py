@@ -50,6 +50,14 @@ def check(workdir: str, run_identity: dict) -> None:
     if "://" in workdir:
         raise WorkdirError(f"workdir {workdir!r}: results and metrics are written with plain "
                            "file I/O; use a local or mounted path")
+    if os.path.islink(workdir) and not os.path.exists(workdir):
+        raise WorkdirError(f"workdir {workdir} is a symbolic link to {os.readlink(workdir)}, "
+                           "which does not exist: create its target, or pass another workdir")
+    try:
+        os.fsencode(workdir).decode("utf-8")
+    except UnicodeDecodeError:
+        raise WorkdirError(f"workdir {workdir!r} is not a UTF-8 path; Orbax and the run's "
+                           "records need one: pass another workdir") from None
     existing = _nearest_existing(workdir)
     if os.path.exists(workdir) and not os.path.isdir(workdir):
         raise WorkdirError(f"workdir {workdir} is a file; pass a directory")

@@ -304,8 +304,53 @@ def load_pretrained(path_or_hub_id: str, dtype: str = "float32"):
     """(model, params) from a Hugging Face CLIP directory or hub id."""
     directory = resolve(path_or_hub_id)
     model = clip.CLIP(config_from_hf(_read_config(directory), dtype=dtype))
+    check_preprocessor(directory, model.config.vision.image_size)
     tensors, source = _read_weights(directory)
     return model, params_from_hf(model, tensors, source=source)
+
+
+def check_preprocessor(directory: str, image_size: int) -> None:
+    """Refuse a `preprocessor_config.json` (Hugging Face's CLIPImageProcessor fields) that asks
+    for other preprocessing than ours: CLIP's mean and std, shortest side resized to the tower's
+    image size with bicubic resampling, a center crop of that size, pixels / 255. A checkpoint
+    without the file gets CLIP's."""
+    path = os.path.join(directory, "preprocessor_config.json")
+    if not os.path.exists(path):
+        return
+    try:
+        with open(path) as f:
+            cfg = json.load(f)
+    except (OSError, ValueError) as e:
+        raise BackboneError(f"cannot read {path}: {e}") from None
+    if not isinstance(cfg, dict):
+        raise BackboneError(f"{path} is not a CLIPImageProcessor config")
+
+    def side(value, key):
+        return value.get(key) if isinstance(value, dict) else value
+    want = {"image_mean": list(CLIP_MEAN), "image_std": list(CLIP_STD)}
+    wrong = [f"{k} {cfg[k]} (this pipeline: {v})" for k, v in want.items() if k in cfg and (
+        not isinstance(cfg[k], list) or len(cfg[k]) != 3
+        or max(abs(float(a) - b) for a, b in zip(cfg[k], v)) > 1e-6)]
+    crop = cfg.get("crop_size")
+    for key in ("height", "width") if isinstance(crop, dict) else ("",):
+        value = side(crop, key) if key else crop
+        if value is not None and value != image_size:
+            wrong.append(f"crop_size {crop} (the vision tower takes {image_size})")
+            break
+    short = side(cfg.get("size"), "shortest_edge")
+    if short is not None and short != image_size:
+        wrong.append(f"size {cfg.get('size')} (this pipeline resizes the short side to "
+                     f"{image_size})")
+    for key, value in (("do_normalize", True), ("do_center_crop", True), ("do_resize", True),
+                       ("do_rescale", True)):
+        if cfg.get(key, value) is not value:
+            wrong.append(f"{key}={cfg[key]}")
+    if "rescale_factor" in cfg and abs(float(cfg["rescale_factor"]) - 1 / 255) > 1e-9:
+        wrong.append(f"rescale_factor {cfg['rescale_factor']} (this pipeline: 1/255)")
+    if wrong:
+        raise BackboneError(f"{path} asks for preprocessing this pipeline does not do: "
+                            f"{'; '.join(wrong)}. Use a checkpoint made for CLIP's "
+                            "preprocessing, or fix the file if it was edited")
 
 
 def save_pretrained(model: clip.CLIP, params, out_dir: str, tokenizer_dir: str | None = None):
@@ -335,8 +380,12 @@ def save_pretrained(model: clip.CLIP, params, out_dir: str, tokenizer_dir: str |
 
 
 def load_architecture(path_or_hub_id: str, dtype: str = "float32") -> clip.CLIPConfig:
-    """The CLIP architecture of a checkpoint from its config.json alone (no weights read)."""
-    return config_from_hf(_read_config(resolve(path_or_hub_id)), dtype=dtype)
+    """The CLIP architecture of a checkpoint from its config.json alone (no weights read);
+    its preprocessor_config.json is checked too."""
+    directory = resolve(path_or_hub_id)
+    config = config_from_hf(_read_config(directory), dtype=dtype)
+    check_preprocessor(directory, config.vision.image_size)
+    return config
 
 
 def architecture(arch: str, checkpoint: str, dtype: str = "float32") -> clip.CLIPConfig:

@@ -17,12 +17,13 @@ from typing import Sequence
 
 import numpy as np
 
+from adaring_jax.errors import UserError
 from adaring_jax.models import clip
 
 START, END = "<|startoftext|>", "<|endoftext|>"
 
 
-class TokenizerError(ValueError):
+class TokenizerError(UserError, ValueError):
     """A tokenizer that is missing or does not fit the model."""
 
 
@@ -96,6 +97,13 @@ def load_tokenizer(directory: str, text: clip.TextConfig) -> Tokenizer:
                for f in ("tokenizer.json", "vocab.json")):
         raise TokenizerError(f"no tokenizer in {directory}: looked for tokenizer.json or "
                              "vocab.json + merges.txt (save them beside config.json)")
+    has = {f: os.path.exists(os.path.join(directory, f))
+           for f in ("tokenizer.json", "vocab.json", "merges.txt")}
+    if not has["tokenizer.json"] and has["vocab.json"] != has["merges.txt"]:
+        missing = "merges.txt" if has["vocab.json"] else "vocab.json"
+        raise TokenizerError(f"the tokenizer in {directory} is incomplete: {missing} is missing "
+                             "(a CLIP BPE tokenizer needs vocab.json and merges.txt, or "
+                             "tokenizer.json)")
     import transformers
     try:
         hf = transformers.CLIPTokenizer.from_pretrained(directory)
