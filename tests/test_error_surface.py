@@ -1,0 +1,101 @@
+"""Every command fails the same way: each bad input below ends with exit 2, one line starting
+`error:` (absl's usage hint aside), no traceback, and no file written or changed."""
+
+import hashlib
+import json
+import os
+import shutil
+
+import pytest
+
+from conftest import FIXTURES, ROOT, run_module
+
+CKPT = os.path.join(FIXTURES, "clip_quickgelu_eos2")
+IMAGE = os.path.join(ROOT, "docs", "shapes_grid.png")
+
+
+def _tree(path) -> dict:
+    out = {}
+    for base, _, files in os.walk(path):
+        for f in files:
+            p = os.path.join(base, f)
+            if os.path.islink(p):
+                out[os.path.relpath(p, path)] = "-> " + os.readlink(p)
+            else:
+                out[os.path.relpath(p, path)] = hashlib.sha256(open(p, "rb").read()).hexdigest()
+    return out
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A finished smoke run, an empty image, a checkpoint with other preprocessing."""
+    top = tmp_path_factory.mktemp("surface")
+    run_module("adaring_jax.main", "--config=configs/fewshot.py:smoke", f"--workdir={top / 'run'}")
+    (top / "empty.png").write_bytes(b"")
+    shutil.copytree(CKPT, top / "ckpt")
+    with open(top / "ckpt" / "preprocessor_config.json", "w") as f:
+        json.dump({"image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5],
+                   "crop_size": {"height": 30, "width": 30}}, f)
+    (top / "dangling").symlink_to(top / "nowhere")
+    return top
+
+
+CASES = [
+    ("adaring_jax.main", ["--config=configs/fewshot.py:smoke,method=mmaa", "--workdir={new}"],
+     "unknown method 'mmaa'"),
+    ("adaring_jax.main", ["--config=configs/fewshot.py:smoke", "--workdir={new}",
+                          "--config.optim.lrr=1"], "did you mean 'lr'"),
+    ("adaring_jax.main", ["--config=configs/fewshot.py:smoke", "--workdir={run}",
+                          "--config.data.crop_scale=0.5"], "data.crop_scale: the run has 0.08"),
+    ("adaring_jax.main", ["--config=configs/fewshot.py:smoke", "--workdir={new}",
+                          "--config.job=pretrain"], "pretraining has its own config"),
+    ("adaring_jax.main", ["--config=configs/fewshot.py:smoke", "--workdir={top}/dangling"],
+     "a symbolic link"),
+    ("adaring_jax.main", ["--config=configs/fewshot.py:smoke,dataset=folder:{top}/nothing",
+                          "--workdir={new}"], "no such folder"),
+    ("adaring_jax.predict", ["--workdir={run}", "--top_k=0", IMAGE], "--top_k=0 must be >= 1"),
+    ("adaring_jax.predict", ["--workdir={run}", "--out={top}/nowhere/p.csv", IMAGE],
+     "does not exist"),
+    ("adaring_jax.predict", ["--workdir={run}", "--classes=a,,b", IMAGE], "empty class name"),
+    ("adaring_jax.predict", ["--workdir={top}/nothing", IMAGE], "no run directory"),
+    ("adaring_jax.export", ["--workdir={run}", "--out={run}"], "not an empty directory"),
+    ("adaring_jax.compress", ["--workdir={run}", "--out={new}", "--max_rank=0"],
+     "--max_rank=0 must be >= 1"),
+    ("adaring_jax.compress", ["--workdir={run}", "--out={new}", "--max_rank=2"],
+     "compress takes a finished mma run"),
+    ("adaring_jax.zeroshot", [f"--checkpoint={CKPT}", "--classes=a,,a", IMAGE],
+     "empty class name"),
+    ("adaring_jax.zeroshot", [f"--checkpoint={CKPT}", "--classes=cat,Cat", IMAGE],
+     "names a class twice"),
+    ("adaring_jax.zeroshot", [f"--checkpoint={CKPT}", "--classes=a,b", "--top_k=-1", IMAGE],
+     "--top_k=-1 must be >= 1"),
+    ("adaring_jax.zeroshot", [f"--checkpoint={CKPT}", "--classes=a,b", "{top}/empty.png"],
+     "is empty (0 bytes)"),
+    ("adaring_jax.zeroshot", [f"--checkpoint={CKPT}", "--classes=a,b", "{top}"],
+     "a folder: give its files"),
+    ("adaring_jax.zeroshot", ["--checkpoint={top}/ckpt", "--classes=a,b", IMAGE],
+     "asks for preprocessing this pipeline does not do: image_mean"),
+    ("adaring_jax.zeroshot", ["--checkpoint=openai/clip-vit-base-patch16", "--classes=a,b",
+                              IMAGE], "is not a local directory"),
+    ("adaring_jax.params", ["--config=configs/fewshot.py:method=mmaa"], "unknown method 'mmaa'"),
+    ("adaring_jax.params", ["--config=configs/fewshot.py", "--config.adapter.rankz=2"],
+     "unknown config field"),
+]
+
+
+@pytest.mark.parametrize("module,args,message", CASES,
+                         ids=[f"{m.split('.')[-1]}-{i}" for i, (m, _, _) in enumerate(CASES)])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(world, module, args, message):
+    new = world / "new"
+    before = _tree(world)
+    args = [a.format(top=world, run=world / "run", new=new) for a in args]
+    out = run_module(module, *args, expect=2)
+    lines = [line for line in out.stderr.splitlines() if not line.startswith("See: python -m")]
+    # One message: its first line says what; a list of fields may follow, indented.
+    assert lines[0].startswith("error: "), out.stderr
+    assert not any(line.startswith(("error", "Traceback", "W", "E", "F")) for line in lines[1:]) \
+        or "differing fields" in lines[0], out.stderr
+    assert message in "\n".join(lines), lines
+    assert "Traceback" not in out.stderr + out.stdout
+    assert _tree(world) == before
+    assert not os.path.exists(new)
