@@ -81,3 +81,28 @@ def test_load_images_batches_files(tmp_path):
         _image(mode).save(paths[-1])
     batch = preprocess.load_images(paths, 24)
     assert batch.shape == (3, 24, 24, 3)
+
+
+def test_token_ids_equal_clips_own_tokenizer_on_cleaned_text_and_class_names(tmp_path):
+    """The real CLIP vocabulary, built from CLIP's bpe_simple_vocab_16e6.txt.gz, against ids
+    from CLIP's own simple_tokenizer.py (tests/fixtures/make_tokenizer_cases.py): ligatures,
+    full-width letters, quotes, entities, mojibake, sigma, control characters, and every
+    TFDS-backed CoOp class name."""
+    from adaring_jax.models import clip as clip_models
+    from adaring_jax.models import tokenizer as tokenizers
+    fixtures = os.path.join(os.path.dirname(__file__), "fixtures")
+    assert tokenizers.write_clip_bpe(os.path.join(fixtures, "clip_bpe",
+                                                  "bpe_simple_vocab_16e6.txt.gz"),
+                                     str(tmp_path)) == 49408
+    tok = tokenizers.load_tokenizer(str(tmp_path), clip_models.PRESETS["ViT-B/16"].text)
+    with open(os.path.join(fixtures, "tokenizer_cases.json"), encoding="utf-8") as f:
+        cases = json.load(f)
+    assert len(cases["strings"]) > 1000
+    ids = tok(cases["strings"])
+    wrong = []
+    for text, want, got in zip(cases["strings"], cases["ids"], ids):
+        end = int(np.argmax(got == tok.eos_token_id))
+        if got[0] != tok.hf.bos_token_id or list(got[1:end]) != want[:75]:
+            wrong.append(text)
+    assert not wrong, wrong
+    assert list(tok("a photo of a cat")[0, :7]) == [49406, 320, 1125, 539, 320, 2368, 49407]

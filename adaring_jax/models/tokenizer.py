@@ -11,8 +11,10 @@ embedded `shapes` world uses it for its tiny CLIP, and tests use it for tiny che
 
 from __future__ import annotations
 
+import html
 import json
 import os
+import re
 from typing import Sequence
 
 import numpy as np
@@ -62,6 +64,26 @@ def write_vocab(words: Sequence[str], out_dir: str) -> int:
                 known.add(merged)
             left = merged
     vocab += [START, END]
+    return _write(vocab, merges, out_dir)
+
+
+def write_clip_bpe(bpe_gz: str, out_dir: str) -> int:
+    """The real CLIP tokenizer files (vocab.json, merges.txt, tokenizer_config.json) from
+    CLIP's own `bpe_simple_vocab_16e6.txt.gz` (shipped with OpenAI's CLIP and open_clip):
+    its first 48,894 merges after the header line, over the 512 byte symbols, then
+    <|startoftext|> and <|endoftext|>: 49,408 tokens. Returns the vocabulary size."""
+    import gzip
+    with gzip.open(bpe_gz, "rt", encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    merges = [tuple(line.split()) for line in lines[1:1 + 49152 - 256 - 2]]
+    # CLIP's id order: the printable bytes first (in byte order), then the others.
+    table = _bytes_to_unicode()
+    alphabet = sorted(table.values(), key=lambda c: (ord(c) >= 256, ord(c)))
+    vocab = alphabet + [c + "</w>" for c in alphabet] + ["".join(m) for m in merges]
+    return _write(vocab + [START, END], merges, out_dir)
+
+
+def _write(vocab: list[str], merges, out_dir: str) -> int:
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "vocab.json"), "w", encoding="utf-8") as f:
         json.dump({tok: i for i, tok in enumerate(vocab)}, f, ensure_ascii=False)
@@ -71,6 +93,16 @@ def write_vocab(words: Sequence[str], out_dir: str) -> int:
         json.dump({"tokenizer_class": "CLIPTokenizer", "bos_token": START, "eos_token": END,
                    "pad_token": END, "unk_token": END, "model_max_length": 77}, f, indent=2)
     return len(vocab)
+
+
+def clean(text: str) -> str:
+    """CLIP's text cleaning before BPE (open_clip `tokenizer.py` basic_clean and
+    whitespace_clean; OpenAI CLIP's simple_tokenizer.py): ftfy's fix_text (mojibake,
+    ligatures, full-width letters, curly quotes, control characters), HTML entities unescaped
+    twice, whitespace runs as one space, then lower-cased (Python's, which knows final sigma)."""
+    import ftfy
+    text = html.unescape(html.unescape(ftfy.fix_text(text))).strip()
+    return re.sub(r"\s+", " ", text).strip().lower()
 
 
 class Tokenizer:
@@ -86,7 +118,7 @@ class Tokenizer:
     def __call__(self, texts: Sequence[str] | str, context_length: int | None = None) -> np.ndarray:
         if isinstance(texts, str):
             texts = [texts]
-        out = self.hf(list(texts), padding="max_length", truncation=True,
+        out = self.hf([clean(t) for t in texts], padding="max_length", truncation=True,
                       max_length=context_length or self.context_length, return_tensors="np")
         return out["input_ids"].astype(np.int32)
 
