@@ -99,3 +99,35 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(world, module, args, me
     assert "Traceback" not in out.stderr + out.stdout
     assert _tree(world) == before
     assert not os.path.exists(new)
+
+
+def test_a_full_disk_is_one_line_naming_where():
+    from adaring_jax import cli
+    orbax_like = RuntimeError("Traceback ... RESOURCE_EXHAUSTED: Error writing local file "
+                              "\"/data/run/checkpoints/40.orbax-checkpoint-tmp/d/0\": No space "
+                              "left on device [OS error 28]\n" + "tensorstore spec\n" * 50)
+    assert cli._disk_full(orbax_like).startswith(" (writing /data/run/checkpoints/40")
+    wrapped = ValueError("save failed")
+    wrapped.__cause__ = OSError(28, "No space left on device", "/data/x.safetensors")
+    assert cli._disk_full(wrapped) == " (writing /data/x.safetensors)"
+    assert cli._disk_full(ValueError("other")) == ""
+
+
+def test_a_workdir_name_that_is_not_utf8_is_refused_before_any_write(tmp_path):
+    workdir = os.fsdecode(os.fsencode(str(tmp_path)) + b"/run\xff")
+    out = run_module("adaring_jax.main", "--config=configs/fewshot.py:smoke",
+                     f"--workdir={workdir}", expect=2)
+    assert "is not a UTF-8 path" in out.stderr and "Traceback" not in out.stderr
+    assert os.listdir(tmp_path) == []
+
+
+def test_split_files_with_bad_rows_or_two_names_for_a_label_are_refused(tmp_path):
+    from adaring_jax.data import upstream
+    from adaring_jax.data.source import DataError
+    path = tmp_path / "split.json"
+    path.write_text(json.dumps({"train": [["a.jpg", "0", "cat"]], "test": []}))
+    with pytest.raises(DataError, match="row 0 of 'train'.*label \\(an integer >= 0\\)"):
+        upstream.read_split_file(str(path))
+    table = {"train": [["a.jpg", 0, "cat"], ["b.jpg", 0, "kitten"]], "test": []}
+    with pytest.raises(DataError, match="label 0 has two class names, 'cat' and 'kitten'"):
+        upstream.split_classnames(table, str(path))
