@@ -134,6 +134,7 @@ def base_config(protocol: str, arg: ml_collections.ConfigDict) -> ml_collections
     # trainers/mmadapter.py L285-286: lr constant within an epoch); "cosine": per step.
     c.optim.schedule = "epoch_cosine"
     c.optim.warmup_steps = 0  # linear warmup before the cosine decay (MMA: none)
+    c.optim.min_lr = 0.0  # "cosine": the rate it decays to (CLIP-LoRA: 1e-6)
 
     c.eval = ml_collections.ConfigDict()
     c.eval.batch_size = 100  # global evaluation batch (CoOp: 100)

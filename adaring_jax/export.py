@@ -106,6 +106,9 @@ def main(argv):
             raise ExportError(f"unexpected arguments: {argv[1:]}")
         check_out(f.out)
         run = runs.load(f.workdir, needs_adapters=True)
+        if not adapters.get(run.spec.method).exportable:
+            raise ExportError(f"{f.workdir} is a {run.spec.method} run; export writes bottleneck "
+                              "adapters (Down/Shared/Up per layer) and cannot hold its weights")
         export(run, f.out)
         print(f"exported the {run.spec.method} run {f.workdir} to {f.out} "
               f"({adapters.count(run.spec):,} adapter parameters in "

@@ -87,7 +87,7 @@ def test_a_registered_toy_method_runs_the_whole_job(toy, tmp_path, capsys):
 
 def test_unknown_method_lists_the_registered_ones(toy):
     with pytest.raises(ConfigError, match="unknown method 'lora'; valid: zeroshot, mma, "
-                                          "adaring, toy"):
+                                          "adaring, clip_lora, toy"):
         base2novel.get_config("method=lora")
 
 

@@ -94,6 +94,8 @@ class Method:
     # (spec) -> a pytree like the params with one of KINDS per leaf.
     labels: Callable[[Spec], Any]
     trains: bool = True  # False: no adapter (zero-shot CLIP)
+    # Whether `export` can write it: a Down/Shared/Up bottleneck per layer (export.py's format).
+    exportable: bool = True
     # Generalization-aware loss weights this method trains with by default (config.loss).
     loss: Mapping[str, float] = dataclasses.field(default_factory=dict)
     prompt: str = "mma"  # default prompt style of the adapted model (data/prompts.py)

@@ -10,6 +10,7 @@ longest end-of-text position (under the causal mask later positions cannot chang
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Mapping
 
 import jax
@@ -70,15 +71,25 @@ def adapted_features(model: clip.CLIP, frozen, adapter_params, spec: adapters.Sp
     return img, encode_prompts(model, frozen, prompts, layer["text"])
 
 
+def with_dropout_keys(layer: dict, rng) -> dict:
+    """The towers' adapters with a dropout key each where they use one (LoRA), for training."""
+    if rng is None:
+        return layer
+    return {t: (dataclasses.replace(a, lora_key=jax.random.fold_in(rng, i))
+                if a is not None and a.lora and a.lora_dropout > 0 else a)
+            for i, (t, a) in enumerate(sorted(layer.items()))}
+
+
 def loss_fn(adapter_params, frozen, model: clip.CLIP, spec: adapters.Spec,
-            weights: Mapping[str, float], pixels, labels, prompts, text_reference, mask=None):
+            weights: Mapping[str, float], pixels, labels, prompts, text_reference, mask=None,
+            rng=None):
     """Generalization-aware loss on one batch; `mask` (B,) drops padded/unreadable examples.
 
     prompts: the training prompt of each class; text_reference: (C, D) the frozen model's
     zero-shot class features (template ensemble). Returns (loss, metrics).
     """
     mask = jnp.ones(labels.shape, jnp.float32) if mask is None else mask
-    layer = adapters.layer_adapters(adapter_params, spec)
+    layer = with_dropout_keys(adapters.layer_adapters(adapter_params, spec), rng)
     # The frozen vision layers below the first adapted block run once; the adapted pass and
     # the frozen reference pass (img0) branch from their output.
     start = spec.layers[0]

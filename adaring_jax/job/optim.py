@@ -27,13 +27,14 @@ def make_schedule(o, total_steps: int, steps_per_epoch: int):
             epoch = jnp.minimum(step // per_epoch, epochs - 1)
             return o.lr * 0.5 * (1.0 + jnp.cos(jnp.pi * epoch / epochs))
     else:
-        cosine = optax.cosine_decay_schedule(o.lr, total)
+        cosine = optax.cosine_decay_schedule(o.lr, total, alpha=o.get("min_lr", 0.0) / o.lr)
     if not warmup:
         return cosine
     ramp = optax.linear_schedule(0.0, o.lr, warmup)
     return optax.join_schedules([ramp, lambda s: cosine(s + warmup)], [warmup]) \
         if o.schedule == "epoch_cosine" else \
-        optax.warmup_cosine_decay_schedule(0.0, o.lr, warmup, total)
+        optax.warmup_cosine_decay_schedule(0.0, o.lr, warmup, total,
+                                           end_value=o.get("min_lr", 0.0))
 
 
 def scale_by_label(labels, multipliers: dict) -> optax.GradientTransformation:
@@ -65,15 +66,18 @@ def make_optimizer(config, spec, total_steps: int, steps_per_epoch: int = 0):
     return opt, schedule
 
 
-def make_train_step(model, spec, weights, opt, schedule, mesh):
+def make_train_step(model, spec, weights, opt, schedule, mesh, seed: int = 0):
     """jitted (state, frozen, batch, prompts, text_ref) -> (state, metrics), differentiating
-    the adapter pytree of `state` only (the frozen arrays are arguments, not constants)."""
+    the adapter pytree of `state` only (the frozen arrays are arguments, not constants). The
+    step's randomness (an adapter's dropout) is a pure function of (seed, step), so a resumed
+    run draws what an uninterrupted one does."""
     repl = sharding.replicated(mesh)
 
     def step(state, frozen, batch, prompts, text_ref):
+        rng = jax.random.fold_in(jax.random.key(seed), state["step"])
         (loss, m), grads = jax.value_and_grad(objective.loss_fn, has_aux=True)(
             state["adapters"], frozen, model, spec, weights, batch["image"], batch["label"],
-            prompts, text_ref, batch["mask"])
+            prompts, text_ref, batch["mask"], rng)
         updates, opt_state = opt.update(grads, state["opt_state"], state["adapters"])
         new = {"adapters": optax.apply_updates(state["adapters"], updates),
                "opt_state": opt_state, "step": state["step"] + 1}

@@ -54,11 +54,20 @@ class LayerAdapters:
     kernels: kernels[j] has shape (N, in_j, out_j) with N = len(layers); in_0 = out_last = width.
     biases:  biases[j] has shape (N, out_j), or is None for a bias-free projection.
     scale:   multiplies the branch output; a scalar or shape (N,).
+    lora:    low-rank updates of the attention projections q, k, v (LoRA):
+             (A_q, B_q, A_k, B_k, A_v, B_v), A (N, width, r), B (N, r, width); the projection
+             of x becomes W x + lora_scale * B A dropout(x). () for none. No kernels and only
+             `lora` is a LoRA-only adapter (no parallel branch).
+    lora_key: a PRNG key for the dropout before the LoRA updates (training), or None.
     """
     kernels: tuple[Array, ...]
     biases: tuple[Array | None, ...]
     scale: Array | float = 1.0
     layers: tuple[int, ...] = struct.field(pytree_node=False, default=())
+    lora: tuple[Array, ...] = ()
+    lora_scale: float = struct.field(pytree_node=False, default=1.0)
+    lora_dropout: float = struct.field(pytree_node=False, default=0.0)
+    lora_key: Array | None = None
 
 
 def adapter_branch(kernels: Sequence[Array], biases: Sequence[Array | None], u: Array) -> Array:
@@ -90,6 +99,14 @@ def _check_adapters(adapters: LayerAdapters, width: int, depth: int, tower: str)
         dims.append(w.shape[2])
     if dims[-1] != width:
         raise ValueError(f"{tower} adapter output width {dims[-1]} != tower width {width}")
+    if adapters.lora:
+        if len(adapters.lora) != 6:
+            raise ValueError(f"{tower} LoRA: give (A, B) for q, k and v, got "
+                             f"{len(adapters.lora)} arrays")
+        for a, b in zip(adapters.lora[::2], adapters.lora[1::2]):
+            if a.shape[:2] != (n, width) or b.shape != (n, a.shape[2], width):
+                raise ValueError(f"{tower} LoRA factors {a.shape}, {b.shape}; expected "
+                                 f"({n}, {width}, r), ({n}, r, {width})")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -108,15 +125,22 @@ class Attention(nn.Module):
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x: Array, causal: bool) -> Array:
+    def __call__(self, x: Array, causal: bool, lora: tuple = (), lora_scale: float = 1.0,
+                 dropout: float = 0.0, key: Array | None = None) -> Array:
         head_dim = self.width // self.heads
         in_std = self.width ** -0.5 * (2 * self.depth) ** -0.5
         split = lambda t: t.reshape(*t.shape[:-1], self.heads, head_dim)
         proj = lambda name, std: nn.Dense(self.width, dtype=self.dtype, kernel_init=_normal(std),
                                           name=name)
-        q = split(proj("q_proj", in_std)(x))
-        k = split(proj("k_proj", in_std)(x))
-        v = split(proj("v_proj", in_std)(x))
+        q, k, v = (proj(f"{n}_proj", in_std)(x) for n in "qkv")
+        if lora:  # LoRA: + scale * B A dropout(x) on q, k, v
+            xl = x
+            if key is not None and dropout > 0:
+                keep = jax.random.bernoulli(key, 1.0 - dropout, x.shape)
+                xl = jnp.where(keep, x / (1.0 - dropout), 0).astype(x.dtype)
+            q, k, v = (t + lora_scale * ((xl @ a.astype(x.dtype)) @ b.astype(x.dtype))
+                       for t, a, b in zip((q, k, v), lora[::2], lora[1::2]))
+        q, k, v = split(q), split(k), split(v)
         # (B, T, heads, head_dim); scaled by head_dim**-0.5 as in CLIP. On GPU, XLA or cuDNN.
         out = jax.nn.dot_product_attention(q, k, v, is_causal=causal)
         out = out.reshape(*out.shape[:-2], self.width)
@@ -144,18 +168,21 @@ class ResidualBlock(nn.Module):
     cfg: VisionConfig | TextConfig
     causal: bool
     dtype: Any = jnp.float32
+    lora_scale: float = 1.0  # static LoRA settings of the tower's adapters
+    lora_dropout: float = 0.0
 
     @nn.compact
     def __call__(self, x: Array, adapter: tuple | None = None) -> Array:
         c = self.cfg
         ln = lambda name: nn.LayerNorm(epsilon=c.layer_norm_eps, dtype=self.dtype, name=name)
         u = ln("layer_norm1")(x)
+        kernels, biases, scale, lora, key = adapter if adapter is not None else ((),) * 5
+        scaling, dropout = self.lora_scale, self.lora_dropout
         y = x + Attention(c.width, c.heads, c.layers, self.dtype, name="self_attn")(
-            u, self.causal)
+            u, self.causal, lora or (), scaling, dropout, key)
         y = y + MLP(c.width, c.mlp_dim, c.act, c.layers, self.dtype, name="mlp")(
             ln("layer_norm2")(y))
-        if adapter is not None:
-            kernels, biases, scale = adapter
+        if kernels:
             y = y + (scale * adapter_branch(kernels, biases, u)).astype(y.dtype)
         return y
 
@@ -170,7 +197,9 @@ class Encoder(nn.Module):
     @nn.compact
     def __call__(self, x: Array, adapters: LayerAdapters | None = None, start: int = 0,
                  stop: int | None = None) -> Array:
-        block = ResidualBlock(self.cfg, self.causal, self.dtype, parent=None)
+        block = ResidualBlock(self.cfg, self.causal, self.dtype,
+                              getattr(adapters, "lora_scale", 1.0),
+                              getattr(adapters, "lora_dropout", 0.0), parent=None)
         depth = self.cfg.layers
         stacked = self.param(
             "layers",
@@ -207,9 +236,12 @@ def _spread(adapters: LayerAdapters, start: int, stop: int):
     idx = jnp.asarray([slot.get(l, n) for l in range(start, stop)], jnp.int32)
     pad = lambda w: jnp.concatenate([w, jnp.zeros((1, *w.shape[1:]), w.dtype)])[idx]
     scale = jnp.broadcast_to(jnp.asarray(adapters.scale, jnp.float32), (n,))
+    keys = None
+    if adapters.lora and adapters.lora_key is not None:
+        keys = jax.random.split(adapters.lora_key, stop - start)
     return (tuple(pad(k) for k in adapters.kernels),
             tuple(None if b is None else pad(b) for b in adapters.biases),
-            pad(scale))
+            pad(scale), tuple(pad(w) for w in adapters.lora), keys)
 
 
 class VisionEmbeddings(nn.Module):
