@@ -135,6 +135,10 @@ def base_config(protocol: str, arg: ml_collections.ConfigDict) -> ml_collections
     c.optim.schedule = "epoch_cosine"
     c.optim.warmup_steps = 0  # linear warmup before the cosine decay (MMA: none)
     c.optim.min_lr = 0.0  # "cosine": the rate it decays to (CLIP-LoRA: 1e-6)
+    # "epoch_cosine": epochs at a constant warmup rate first (Dassl's constant warmup; CoOp: 1
+    # epoch at 1e-5), the cosine after them.
+    c.optim.warmup_epochs = 0
+    c.optim.warmup_lr = 0.0
 
     c.eval = ml_collections.ConfigDict()
     c.eval.batch_size = 100  # global evaluation batch (CoOp: 100)

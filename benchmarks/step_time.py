@@ -66,7 +66,8 @@ def prepare(config, batch: int, classes: int, tokens: int, cached: bool) -> dict
         ids = objective.Prompts.truncate(ids, t.eos_token_id)
     padded = jax.device_put(sharding.pad_rows(ids, mesh.devices.size),
                             sharding.batch_sharded(mesh))
-    prompts = (objective.Prompts.cached(model, frozen, padded, spec.layers[0], classes) if cached
+    start = objective.text_start(model, spec)
+    prompts = (objective.Prompts.cached(model, frozen, padded, start, classes) if cached
                else objective.Prompts(padded, count=classes))
     text_ref = jnp.asarray(rng.standard_normal((classes, model.config.projection_dim)),
                            jnp.float32)

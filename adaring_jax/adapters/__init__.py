@@ -3,7 +3,8 @@
 - `zeroshot`: no adapter (the frozen CLIP);
 - `mma`: MMA's dense Down/Shared/Up bank;
 - `adaring`: cross-layer tensor-ring banks of several ranks, mixed per layer;
-- `clip_lora`: CLIP-LoRA's low-rank updates of q, k, v in every block of both towers.
+- `clip_lora`: CLIP-LoRA's low-rank updates of q, k, v in every block of both towers;
+- `coop`: CoOp's learned context vectors in the class prompts.
 
 The functions below answer for any registered method, so nothing outside this package needs
 to know which method runs. Adding a method: write its module (see `base.Method`), call
@@ -17,7 +18,7 @@ import math
 import jax
 
 # The methods register themselves on import, in the order listed and offered.
-from adaring_jax.adapters import zeroshot, mma, adaring, clip_lora  # noqa: F401,I001
+from adaring_jax.adapters import zeroshot, mma, adaring, clip_lora, coop  # noqa: F401,I001
 from adaring_jax.adapters.base import (KINDS, METHODS, TOWERS, Method, Params, Spec, get,
                                        register)
 from adaring_jax.adapters.zeroshot import NONE

@@ -54,6 +54,12 @@ class Spec:
     def num_layers(self) -> int:
         return len(self.layers)
 
+    def first_block(self, tower: str) -> int | None:
+        """The first block of `tower` whose input the adapter changes (frozen work below it can
+        be shared or cached), None when it leaves the tower as it is."""
+        del tower
+        return self.layers[0] if self.layers else None
+
 
 @dataclasses.dataclass(frozen=True)
 class Bottleneck(Spec):
@@ -107,6 +113,9 @@ class Method:
     # this method cannot start from that run (`config.adapter.init_from`, compress).
     warm_start: Callable[[str, Params, Spec, Spec], Params | None] = \
         lambda name, params, source, spec: None
+    # (params, spec, model, frozen backbone, tokenizer, config.adapter) -> params: a fresh
+    # init that needs the backbone (CoOp's context from the frozen token embeddings).
+    backbone_init: Callable = lambda params, spec, model, frozen, tok, block: params
     # (config, recipe name, config arguments): this method's values of a training recipe
     # (recipes.py), applied after the recipe's own.
     recipe: Callable[[ml_collections.ConfigDict, str, ml_collections.ConfigDict], None] = \

@@ -51,6 +51,12 @@ class Prompts:
         return cls(ids, hidden, start, count)
 
 
+def text_start(model: clip.CLIP, spec) -> int:
+    """The text layers below this one are frozen for every prompt (`Prompts.cached`)."""
+    start = spec.first_block("text")
+    return model.config.text.layers if start is None else start
+
+
 def encode_prompts(model: clip.CLIP, frozen, prompts, text_adapters) -> jax.Array:
     if not isinstance(prompts, Prompts):
         prompts = Prompts(jnp.asarray(prompts, jnp.int32))
@@ -92,7 +98,8 @@ def loss_fn(adapter_params, frozen, model: clip.CLIP, spec: adapters.Spec,
     layer = with_dropout_keys(adapters.layer_adapters(adapter_params, spec), rng)
     # The frozen vision layers below the first adapted block run once; the adapted pass and
     # the frozen reference pass (img0) branch from their output.
-    start = spec.layers[0]
+    start = spec.first_block("vision")
+    start = model.config.vision.layers if start is None else start
     trunk = model.apply({"params": frozen}, pixels, start, method=clip.CLIP.image_hidden)
     img = model.apply({"params": frozen}, trunk, start, layer["vision"],
                       method=clip.CLIP.image_from_hidden)

@@ -16,16 +16,25 @@ from adaring_jax.job import objective, sharding
 def make_schedule(o, total_steps: int, steps_per_epoch: int):
     """The learning rate per step. "epoch_cosine" is Dassl's: CosineAnnealingLR(T_max=epochs)
     stepped once per epoch (`dassl/optim/lr_scheduler.py` L128-131; MMA steps it after an
-    epoch's last batch), so epoch e trains at lr * (1 + cos(pi * e / epochs)) / 2."""
+    epoch's last batch), so epoch e trains at lr * (1 + cos(pi * e / epochs)) / 2; with
+    `warmup_epochs` W (CoOp: 1), epochs below W train at `warmup_lr` and epoch e >= W at
+    lr * (1 + cos(pi * (e - W) / epochs)) / 2."""
     total = max(total_steps, 1)
     warmup = min(o.warmup_steps, max(total_steps - 1, 0))
     if o.schedule == "epoch_cosine":
         per_epoch = max(steps_per_epoch, 1)
         epochs = max(math.ceil(total / per_epoch), 1)
 
+        warm_epochs, warm_lr = o.get("warmup_epochs", 0), o.get("warmup_lr", 0.0)
+
         def cosine(step):
             epoch = jnp.minimum(step // per_epoch, epochs - 1)
-            return o.lr * 0.5 * (1.0 + jnp.cos(jnp.pi * epoch / epochs))
+            if not warm_epochs:
+                return o.lr * 0.5 * (1.0 + jnp.cos(jnp.pi * epoch / epochs))
+            # Dassl's ConstantWarmupScheduler (`dassl/optim/lr_scheduler.py`): the first
+            # epochs at warmup_lr, then the cosine from its start (T_max stays `epochs`).
+            after = o.lr * 0.5 * (1.0 + jnp.cos(jnp.pi * (epoch - warm_epochs) / epochs))
+            return jnp.where(epoch < warm_epochs, warm_lr, after)
     else:
         cosine = optax.cosine_decay_schedule(o.lr, total, alpha=o.get("min_lr", 0.0) / o.lr)
     if not warmup:

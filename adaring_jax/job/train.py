@@ -44,6 +44,9 @@ def train_and_evaluate(config, workdir: str) -> dict:
     spec = adapters.spec_from_config(config, model.config)
     # A warm start's source is read and checked now, before anything is written.
     initial = runs.initial_adapters(config, spec, model.config)
+    if not config.adapter.get("init_from", ""):  # a fresh init that needs the backbone
+        initial = adapters.get(config.method).backbone_init(initial, spec, model, frozen, tok,
+                                                            config.adapter)
     mesh = sharding.make_mesh()
     # Every input is known good: from here on the workdir is written.
     lock = workdirs.acquire(workdir, run_identity)
@@ -90,7 +93,8 @@ def _train(config, workdir, model, frozen, tok, spec, mesh, task, initial) -> lo
                               tasks.prompt_template(config, config.data.prompt, train_src.template))
     padded = jax.device_put(sharding.pad_rows(ids, mesh.devices.size),
                             sharding.batch_sharded(mesh))
-    prompts = objective.Prompts.cached(model, frozen, padded, spec.layers[0], len(ids))
+    prompts = objective.Prompts.cached(model, frozen, padded, objective.text_start(model, spec),
+                                       len(ids))
     templates = (train_src.template, *presets.ENSEMBLE_TEMPLATES)
     text_ref = evaluate.class_embeddings(model, frozen, tok, train_src.classnames, templates)
 

@@ -45,6 +45,8 @@ def validate(config) -> None:
     _number("optim.steps", o.steps, 0, integer=True)
     _number("optim.warmup_steps", o.warmup_steps, 0, integer=True)
     _number("optim.min_lr", o.get("min_lr", 0.0), 0, o.lr)
+    _number("optim.warmup_epochs", o.get("warmup_epochs", 0), 0, integer=True)
+    _number("optim.warmup_lr", o.get("warmup_lr", 0.0), 0)
     if o.batch_size % jax.device_count():
         raise ConfigError(f"config.optim.batch_size={o.batch_size} must be divisible by the "
                           f"{jax.device_count()} devices of this job (each holds an equal share)")

@@ -59,6 +59,9 @@ class LayerAdapters:
              of x becomes W x + lora_scale * B A dropout(x). () for none. No kernels and only
              `lora` is a LoRA-only adapter (no parallel branch).
     lora_key: a PRNG key for the dropout before the LoRA updates (training), or None.
+    context: text tower only: (n, width) learned token embeddings that replace those of prompt
+             positions 1..n (after the start token), as CoOp's context vectors; None for none.
+             With no kernels, no `lora` and no `layers` it is a context-only adapter.
     """
     kernels: tuple[Array, ...]
     biases: tuple[Array | None, ...]
@@ -68,6 +71,7 @@ class LayerAdapters:
     lora_scale: float = struct.field(pytree_node=False, default=1.0)
     lora_dropout: float = struct.field(pytree_node=False, default=0.0)
     lora_key: Array | None = None
+    context: Array | None = None
 
 
 def adapter_branch(kernels: Sequence[Array], biases: Sequence[Array | None], u: Array) -> Array:
@@ -84,6 +88,12 @@ def adapter_branch(kernels: Sequence[Array], biases: Sequence[Array | None], u: 
 
 def _check_adapters(adapters: LayerAdapters, width: int, depth: int, tower: str):
     layers = adapters.layers
+    if adapters.context is not None:
+        if tower != "text" or adapters.context.ndim != 2 or adapters.context.shape[1] != width:
+            raise ValueError(f"{tower} context of shape {adapters.context.shape}: context "
+                             f"vectors are (n, {width}) and for the text tower only")
+        if not layers and not adapters.kernels and not adapters.lora:
+            return  # context only
     if list(layers) != sorted(set(layers)) or not layers or layers[0] < 0 or layers[-1] >= depth:
         raise ValueError(f"{tower} adapter layers {layers} must be ascending, unique and within "
                          f"0..{depth - 1}")
@@ -207,7 +217,8 @@ class Encoder(nn.Module):
                 jax.random.split(rng, depth)))
         stop = depth if stop is None else stop
         sliced = jax.tree.map(lambda p: p[start:stop], stacked)
-        per_layer = None if adapters is None else _spread(adapters, start, stop)
+        per_layer = None if adapters is None or not adapters.layers else _spread(adapters, start,
+                                                                                stop)
 
         apply = lambda p, h, a: block.apply({"params": p}, h, a)  # noqa: E731
         if self.remat:
@@ -304,7 +315,7 @@ class TextEmbeddings(nn.Module):
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, input_ids: Array) -> Array:
+    def __call__(self, input_ids: Array, context: Array | None = None) -> Array:
         c = self.cfg
         length = input_ids.shape[-1]
         if length > c.context_length:
@@ -312,6 +323,10 @@ class TextEmbeddings(nn.Module):
                              f"{c.context_length}")
         tokens = nn.Embed(c.vocab_size, c.width, embedding_init=_normal(0.02),
                           name="token_embedding")(input_ids)
+        if context is not None:  # CoOp: learned vectors at positions 1..n
+            n = context.shape[0]
+            tokens = tokens.at[:, 1:1 + n].set(
+                jnp.broadcast_to(context.astype(tokens.dtype), (tokens.shape[0], n, c.width)))
         positions = nn.Embed(c.context_length, c.width, embedding_init=_normal(0.02),
                              name="position_embedding").embedding[:length]
         return (tokens + positions).astype(self.dtype)
@@ -329,8 +344,8 @@ class TextTower(nn.Module):
         self.encoder = Encoder(c, causal=True, dtype=self.dtype, remat=self.remat)
         self.final_layer_norm = nn.LayerNorm(epsilon=c.layer_norm_eps, dtype=self.dtype)
 
-    def embed(self, input_ids: Array) -> Array:
-        return self.embeddings(input_ids)
+    def embed(self, input_ids: Array, context: Array | None = None) -> Array:
+        return self.embeddings(input_ids, context)
 
     def pool(self, h: Array, input_ids: Array) -> Array:
         h = self.final_layer_norm(h)
@@ -338,7 +353,8 @@ class TextTower(nn.Module):
         return jnp.take_along_axis(h, idx[:, None, None], axis=1)[:, 0]
 
     def __call__(self, input_ids, adapters=None, start=0, stop=None):
-        h = self.encoder(self.embed(input_ids), adapters, start, stop)
+        context = None if adapters is None else adapters.context
+        h = self.encoder(self.embed(input_ids, context), adapters, start, stop)
         return self.pool(h, input_ids)
 
 
@@ -393,6 +409,9 @@ class CLIP(nn.Module):
         """Finish the text tower from layer `start` on hidden states from `text_hidden`."""
         if adapters is not None:
             _check_adapters(adapters, self.config.text.width, self.config.text.layers, "text")
+            if adapters.context is not None:
+                raise ValueError("context vectors change the text tower's input: encode the "
+                                 "prompts with encode_text, not from cached hidden states")
         h = self.text_model.encoder(hidden, adapters, start, None)
         return self.text_projection(self.text_model.pool(h, input_ids))
 
