@@ -18,6 +18,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # before transformers 
 
 from absl import flags, logging  # noqa: E402
 
+from adaring_jax.data import prompts  # noqa: E402
 from adaring_jax.errors import STOPPED_STATUS, Stopped, UserError  # noqa: E402
 
 
@@ -36,7 +37,7 @@ def class_names(names) -> list[str]:
     names = [n.strip() for n in names]
     if not names or not all(names):
         raise UsageError(f"--classes has an empty class name: {names}")
-    folded = [" ".join(n.replace("_", " ").split()).casefold() for n in names]
+    folded = [prompts.prompt_key(n) for n in names]
     twice = sorted({n for n, f in zip(names, folded) if folded.count(f) > 1})
     if twice:
         raise UsageError(f"--classes names a class twice (case and '_' ignored): {twice}")

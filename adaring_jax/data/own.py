@@ -37,7 +37,7 @@ import re
 import numpy as np
 from absl import logging
 
-from adaring_jax.data import upstream
+from adaring_jax.data import prompts, upstream
 from adaring_jax.data.source import DataError
 
 PREFIXES = ("folder:", "list:", "tfds:")
@@ -109,7 +109,7 @@ def class_name(folder: str) -> str:
 def _check_distinct(classnames: list[str], keys: list[str], where: str) -> None:
     seen: dict[str, str] = {}
     for name, key in zip(classnames, keys):
-        folded = " ".join(name.replace("_", " ").split()).casefold()
+        folded = prompts.prompt_key(name)
         if folded in seen:
             raise DataError(f"{where}: classes {seen[folded]!r} and {key!r} both get the class "
                             f"name {name!r} (names are compared with '_' as spaces and case "

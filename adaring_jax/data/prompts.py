@@ -27,3 +27,9 @@ def template(style: str, coop_template: str) -> str:
 def class_prompts(classnames: Sequence[str], template: str) -> list[str]:
     """One prompt per class, the name's underscores turned into spaces."""
     return [template.format(name.replace("_", " ")) for name in classnames]
+
+
+def prompt_key(name: str) -> str:
+    """What a class name's prompt depends on: "_" as a space, runs of spaces as one, case
+    folded (CLIP's tokenizer lower-cases). Two names with one key get the same prompt."""
+    return " ".join(str(name).replace("_", " ").split()).casefold()

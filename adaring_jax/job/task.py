@@ -137,7 +137,7 @@ def _check_distinct_names(classnames, where: str) -> None:
     """Two labels with one class name would get the same prompt: refuse them."""
     folded: dict[str, int] = {}
     for label, name in enumerate(classnames):
-        key = " ".join(str(name).replace("_", " ").split()).casefold()
+        key = data.prompts.prompt_key(name)
         if key in folded:
             raise data.DataError(f"{where}: labels {folded[key]} and {label} have the same class "
                                  f"name {name!r} (case and '_' ignored), so their prompts would "
