@@ -28,6 +28,7 @@ from absl import app, flags
 
 from adaring_jax import adapters, cli, data
 from adaring_jax.job import atomic, evaluate, metrics, runs, sharding
+from adaring_jax.data import own
 from adaring_jax.data.sources import FolderSource
 from adaring_jax.errors import UserError
 from adaring_jax.models import clip
@@ -70,21 +71,6 @@ def check_out(out: str) -> None:
     if out and not os.access(os.path.dirname(os.path.abspath(out)), os.W_OK | os.X_OK):
         raise PredictError(f"--out={out}: the folder {os.path.dirname(os.path.abspath(out))} is "
                            "not writable by this user")
-
-
-def _check_names(files) -> None:
-    """Refuse file names that are not UTF-8 before any work: they could be neither printed
-    nor written to --out losslessly."""
-    bad = []
-    for path in files:
-        try:
-            path.encode("utf-8")
-        except UnicodeEncodeError:
-            bad.append(path)
-    if bad:
-        raise PredictError(f"{len(bad)} image file names are not valid UTF-8 (e.g. "
-                           f"{bad[0].encode('utf-8', 'surrogateescape')!r}); rename them "
-                           "(e.g. with convmv) and run again")
 
 
 def make_predictor(run: runs.Loaded, classnames: Sequence[str], template: str, mesh):
@@ -179,7 +165,7 @@ def main(argv):
             cli.at_least(flag, f[flag].value, 1)
         check_out(f.out)
         files = image_files(argv[1:])
-        _check_names(files)
+        own.check_utf8(files, "the images given")
         run = runs.load(f.workdir)
         classnames, template = run.classes(f.split)
         if f.classes:

@@ -7,12 +7,12 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 from adaring_jax import adapters, params as params_report
 from adaring_jax.job import objective, train
 from adaring_jax.models import clip
 from configs import base2novel, fewshot
+import test_adapters
 
 
 def test_count_is_clip_loras_184320_on_vit_b16():
@@ -29,16 +29,7 @@ def test_real_checkpoint_recipe_is_clip_loras():
     assert config.adapter.dropout == 0.25 and config.adapter.alpha == 1.0
 
 
-@pytest.fixture(scope="module")
-def tiny():
-    model = clip.preset("tiny")
-    params = clip.init_params(model, jax.random.key(0))
-    rng = np.random.default_rng(0)
-    pixels = jnp.asarray(rng.standard_normal((4, 32, 32, 3)), jnp.float32)
-    ids = np.full((3, 16), 999, np.int32)
-    ids[:, 0] = 998
-    ids[:, 1:4] = rng.integers(0, 900, (3, 3))
-    return model, params, pixels, jnp.asarray(ids)
+tiny = test_adapters.tiny  # the tiny CLIP, its params, images and prompt ids
 
 
 def _spec(**kw):

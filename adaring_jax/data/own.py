@@ -88,7 +88,7 @@ def _shown(names) -> str:
     return ", ".join(map(repr, names[:_SHOW])) + more
 
 
-def _check_utf8(names, where: str) -> None:
+def check_utf8(names, where: str) -> None:
     bad = []
     for name in names:
         try:
@@ -97,8 +97,9 @@ def _check_utf8(names, where: str) -> None:
             bad.append(name)
     if bad:
         raise DataError(f"{where}: {len(bad)} file or folder names are not valid UTF-8 "
-                        f"({_shown(bad)}); rename them (e.g. with convmv) so that the split "
-                        "can be recorded")
+                        f"({_shown(b.encode('utf-8', 'surrogateescape') for b in bad)}); "
+                        "rename them (e.g. with convmv): they can be neither printed nor "
+                        "recorded")
 
 
 def class_name(folder: str) -> str:
@@ -170,7 +171,7 @@ def _raise(error: OSError):
 def _class_folders(base: str, names: dict[str, str], where: str):
     """[(folder, class name)] of `base`, sorted by folder."""
     folders = _subfolders(base)
-    _check_utf8(folders, where)
+    check_utf8(folders, where)
     return [(d, names.get(d, class_name(d))) for d in folders]
 
 
@@ -179,7 +180,7 @@ def _list_folder(base: str, folders, where: str) -> tuple[dict[str, list[str]], 
     out, skipped = {}, 0
     for folder, _ in folders:
         files, n, seen = _images(os.path.join(base, folder))
-        _check_utf8(seen, f"{where}/{folder}")
+        check_utf8(seen, f"{where}/{folder}")
         out[folder] = [os.path.join(folder, f) for f in files]
         skipped += n
     empty = [f for f, files in out.items() if not files]
