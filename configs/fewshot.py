@@ -4,8 +4,8 @@ r"""Few-shot adaptation of CLIP with AdaRing, MMA, or none (zero-shot).
       -> the embedded task, offline, ~1.7 min on 2 CPU cores: base-to-novel on the shapes
          world's target domain with the shipped tiny CLIP, 16 shots of the 32 base classes,
          20 epochs, 12,800 + 12,800 test images; zero-shot base 25.23 / novel 25.89 / HM
-         25.56, AdaRing 42.08 / 39.61 / 40.81 with 5,160 trainable parameters (seed 1, this
-         CPU; other CPUs +-1 HM; over seeds 1-3 40.52 +- 0.32, MMA 46.01 +- 0.68:
+         25.56, AdaRing 42.08 / 39.61 / 40.81 with 5,160 trainable parameters (seed 1, one
+         CPU; 41.63 / 38.92 / 40.23 on another; over seeds 1-3 40.52 +- 0.32, MMA 46.01 +- 0.68:
          experiments/evidence.md)
     python -m adaring_jax.main --config=configs/fewshot.py:smoke --workdir=runs/smoke
     python -m adaring_jax.main --workdir=runs/pets --config=configs/fewshot.py:protocol=fewshot,\

@@ -92,6 +92,31 @@ def test_a_folder_goes_through_adapt_predict_export(tmp_path):
     assert config["method"] == "adaring"
 
 
+@pytest.mark.parametrize("form", ["premade", "csv"])
+def test_premade_split_folders_and_a_csv_list_go_through_adapt_predict_export(tmp_path, form):
+    if form == "premade":
+        dataset = f"folder:{make_folder(str(tmp_path / 'pre'), per_class=12, premade=True)}"
+    else:
+        folder = make_folder(str(tmp_path / "imgs"), per_class=10)
+        with open(tmp_path / "labels.csv", "w") as f:
+            f.write("path,class\n")
+            for name in CLASSES:
+                for base, _, files in os.walk(os.path.join(folder, name)):
+                    for x in sorted(files):
+                        if x.endswith((".png", ".JPG")):
+                            rel = os.path.relpath(os.path.join(base, x), str(tmp_path))
+                            f.write(f"{rel},{name}\n")
+        dataset = f"list:{tmp_path / 'labels.csv'}"
+    _new_images(tmp_path)
+    _run_readme(tmp_path, dataset)
+    results = json.load(open(tmp_path / "run" / "results.json"))
+    assert set(results["adapted"]) == {"test"}
+    assert len(open(tmp_path / "predictions.csv").read().splitlines()) == 5
+    assert os.path.exists(tmp_path / "export" / "adapters.safetensors")
+    split = [f for f in os.listdir(tmp_path / "run") if f.startswith("split_zhou_")]
+    assert len(split) == 1  # the split used, in CoOp's format
+
+
 def test_premade_splits_a_csv_list_and_a_split_file_are_used_as_given(tmp_path):
     premade = own.load(f"folder:{make_folder(str(tmp_path / 'pre'), premade=True)}")
     assert not premade.made and set(premade.rows) == {"train", "test"}
