@@ -92,9 +92,14 @@ def test_a_folder_goes_through_adapt_predict_export(tmp_path):
     assert config["method"] == "adaring"
 
 
-@pytest.mark.parametrize("form", ["premade", "csv"])
-def test_premade_split_folders_and_a_csv_list_go_through_adapt_predict_export(tmp_path, form):
-    if form == "premade":
+@pytest.mark.parametrize("form", ["premade", "csv", "tfds"])
+def test_split_folders_a_csv_list_and_tfds_go_through_adapt_predict_export(tmp_path, form,
+                                                                          monkeypatch):
+    if form == "tfds":  # the README's commands as written; TFDS's data dir from its env var
+        _tfds_dataset(tmp_path / "tfds")
+        monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
+        dataset = "tfds:own_toy_images"
+    elif form == "premade":
         dataset = f"folder:{make_folder(str(tmp_path / 'pre'), per_class=12, premade=True)}"
     else:
         folder = make_folder(str(tmp_path / "imgs"), per_class=10)
@@ -114,7 +119,7 @@ def test_premade_split_folders_and_a_csv_list_go_through_adapt_predict_export(tm
     assert len(open(tmp_path / "predictions.csv").read().splitlines()) == 5
     assert os.path.exists(tmp_path / "export" / "adapters.safetensors")
     split = [f for f in os.listdir(tmp_path / "run") if f.startswith("split_zhou_")]
-    assert len(split) == 1  # the split used, in CoOp's format
+    assert len(split) == (0 if form == "tfds" else 1)  # a folder's split, in CoOp's format
 
 
 def test_premade_splits_a_csv_list_and_a_split_file_are_used_as_given(tmp_path):
@@ -162,7 +167,17 @@ def test_a_recorded_split_reproduces_the_run(tmp_path):
     assert "data.split" in err and "Traceback" not in err
 
 
+_BUILDERS = {}  # TFDS registers a builder class by name once per process
+
+
 def _tfds_dataset(data_dir):
+    if "own_toy_images" not in _BUILDERS:
+        _BUILDERS["own_toy_images"] = _tfds_builder()
+    _BUILDERS["own_toy_images"](data_dir=str(data_dir),
+                                file_format="array_record").download_and_prepare()
+
+
+def _tfds_builder():
     import tensorflow_datasets as tfds
 
     class OwnToyImages(tfds.core.GeneratorBasedBuilder):
@@ -181,7 +196,7 @@ def _tfds_dataset(data_dir):
                 for i, img in enumerate(imgs):
                     yield f"{c}-{i}", {"image": img, "label": c}
 
-    OwnToyImages(data_dir=str(data_dir), file_format="array_record").download_and_prepare()
+    return OwnToyImages
 
 
 def test_a_tfds_dataset_goes_through_adapt_predict_export(tmp_path):

@@ -22,8 +22,8 @@ import optax
 from adaring_jax import adapters
 from adaring_jax.data import shapes
 from adaring_jax.errors import Stopped
-from adaring_jax.job import (atomic, backbone, checkpoint, evaluate, identity, loop, metrics,
-                             report, sharding, validation, workdir as workdirs)
+from adaring_jax.job import (atomic, backbone, checkpoint, evaluate, loop, metrics, sharding,
+                             skeleton, validation, workdir as workdirs)
 from adaring_jax.models import clip, convert, preprocess
 
 _COLOUR_WORDS = {c: i for i, c in enumerate(shapes.COLOURS)}
@@ -79,17 +79,10 @@ def run(config, workdir: str) -> dict:
     """Train all CLIP parameters contrastively, evaluate zero-shot, export to workdir/export.
     Checks the config and the workdir before writing anything."""
     validation.validate(config)
-    run_identity = identity.of(config)
-    workdirs.check(workdir, run_identity)
-    if workdirs.finished(workdir):  # the same pretraining, done: write nothing
-        return report.finished(workdir)
-    model, params, tok = backbone.load(config, shapes.caption_vocabulary())
-    mesh = sharding.make_mesh()
-    lock = workdirs.acquire(workdir, run_identity)
-    try:
-        return _pretrain(config, workdir, model, params, tok, mesh)
-    finally:
-        lock.release()
+    return skeleton.run(
+        config, workdir,
+        lambda: (*backbone.load(config, shapes.caption_vocabulary()), sharding.make_mesh()),
+        lambda prepared: _pretrain(config, workdir, *prepared))
 
 
 def _pretrain(config, workdir, model, params, tok, mesh) -> dict:

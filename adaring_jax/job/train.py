@@ -20,9 +20,8 @@ import jax.numpy as jnp
 from adaring_jax import adapters, data
 from adaring_jax.data import presets
 from adaring_jax.errors import ConfigError, Stopped
-from adaring_jax.job import (backbone, checkpoint, evaluate, identity, loop, metrics, objective,
-                             optim, report, runs, sharding, task as tasks, validation,
-                             workdir as workdirs)
+from adaring_jax.job import (backbone, checkpoint, evaluate, loop, metrics, objective, optim,
+                             report, runs, sharding, skeleton, task as tasks, validation)
 from adaring_jax.models import convert
 
 def train_and_evaluate(config, workdir: str) -> dict:
@@ -32,10 +31,13 @@ def train_and_evaluate(config, workdir: str) -> dict:
         raise ConfigError(f"config.job={config.job!r}: not an adaptation config "
                           "(python -m adaring_jax.main runs every job)")
     table = tasks.own_table(config)  # the user's own data, listed and split (writes nothing)
-    run_identity = identity.of(config, {"data.split": table.digest()} if table else None)
-    workdirs.check(workdir, run_identity)
-    if workdirs.finished(workdir):  # the same experiment, done: report it, write nothing
-        return report.finished(workdir)
+    return skeleton.run(config, workdir, lambda: _prepare(config, table),
+                        lambda prepared: _run(config, workdir, *prepared),
+                        {"data.split": table.digest()} if table else None)
+
+
+def _prepare(config, table):
+    """Task, backbone, spec, first adapters and mesh, each read and checked; writes nothing."""
     arch = convert.architecture(config.model.arch, config.model.checkpoint)  # reads config.json
     validation.check_depth(config, arch)
     task = tasks.build(config, arch.vision.image_size, table)
@@ -47,13 +49,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
     if not config.adapter.get("init_from", ""):  # a fresh init that needs the backbone
         initial = adapters.get(config.method).backbone_init(initial, spec, model, frozen, tok,
                                                             config.adapter)
-    mesh = sharding.make_mesh()
-    # Every input is known good: from here on the workdir is written.
-    lock = workdirs.acquire(workdir, run_identity)
-    try:
-        return _run(config, workdir, task, model, frozen, tok, spec, mesh, initial)
-    finally:
-        lock.release()
+    return task, model, frozen, tok, spec, sharding.make_mesh(), initial
 
 
 def _run(config, workdir, task, model, frozen, tok, spec, mesh, initial) -> dict:
