@@ -3,7 +3,9 @@
 A problem the user can fix (`errors.UserError`: a config value, a path, data, a checkpoint, a
 workdir) or an `OSError` ends in one `error: ...` line on stderr and exit status 2; anything
 else in a short report and status 1. `--traceback` (or ADARING_TRACEBACK=1) adds the Python
-traceback. absl/Orbax INFO logging is off unless `--verbosity=0` is given.
+traceback. Other libraries' log lines (Orbax's warnings, and the tracebacks its writer threads
+log on the way to an error the command then reports) are off unless `--verbosity=0` is given;
+the project's own warnings always show.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import ast
 import os
 import re
 import sys
+import threading
 import traceback
 
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # before transformers is imported
@@ -102,20 +105,46 @@ def tracebacks() -> bool:
     return wanted or (flags.FLAGS.is_parsed() and _TRACEBACK.value)
 
 
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_BACKGROUND: list[BaseException] = []  # errors raised in other threads, first one first
+
+
+def _ours_or_critical(record) -> bool:
+    """Keep the project's own log lines; drop other libraries' (Orbax, asyncio) below
+    CRITICAL. Their errors are failures of a background save, which reach the user as the
+    exception that ends the command (one line), not as the screenfuls they log on the way."""
+    return record.levelno >= logging.converter.STANDARD_CRITICAL or os.path.abspath(
+        record.pathname).startswith(_PACKAGE)
+
+
+def _background_error(args) -> None:
+    """threading.excepthook / sys.excepthook outside the main flow: keep the error for the
+    end of the command (`run`) instead of printing a traceback from a writer thread (Orbax,
+    TensorStore callbacks, tensorboard's event writer) in the middle of the output."""
+    error = getattr(args, "exc_value", args)
+    if isinstance(error, BaseException) and not isinstance(error, SystemExit):
+        _BACKGROUND.append(error)
+        if tracebacks():
+            traceback.print_exception(error)
+
+
 def quiet_logging() -> None:
-    """absl and Orbax INFO off, unless --verbosity was given."""
+    """Only our own log lines, unless --verbosity was given (then every library's)."""
+    handler = logging.get_absl_handler()
+    handler.removeFilter(_ours_or_critical)
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)
+        handler.addFilter(_ours_or_critical)
 
 
 def fail(error: BaseException) -> int:
     """Print `error` for the user; the exit status."""
     if tracebacks():
         traceback.print_exception(error)
-    full = _disk_full(error)
-    if full:
-        print(f"error: the disk is full{full}: free space and run the same command again (a "
-              "run resumes from its last complete checkpoint; nothing half-written is kept)",
+    full = disk_full(error)
+    if full is not None:
+        print(f"error: the disk is full{full}: free space and run the same command again "
+              "(nothing half-written is kept; training resumes from its last checkpoint)",
               file=sys.stderr, flush=True)
         return 2
     if isinstance(error, (UserError, OSError)):  # OSError: permissions, missing files...
@@ -127,26 +156,34 @@ def fail(error: BaseException) -> int:
     return 1
 
 
-def _disk_full(error: BaseException) -> str:
-    """' (where)' when `error`, or what caused it, is a full disk (Orbax/TensorStore report it
-    as RESOURCE_EXHAUSTED, safetensors as its own error, Python as ENOSPC), else ''."""
+def disk_full(error: BaseException) -> str | None:
+    """' (writing where)', or '' when where is not known, if `error` or what caused it is a
+    full disk (Orbax/TensorStore report it as RESOURCE_EXHAUSTED, safetensors as its own
+    error, Python as ENOSPC); None if it is not."""
     seen = 0
     while error is not None and seen < 10:
         text = str(error)
         if getattr(error, "errno", None) == 28 or "No space left on device" in text or (
                 "RESOURCE_EXHAUSTED" in text and "space" in text.lower()):
-            where = getattr(error, "filename", None) or next(
-                iter(re.findall(r"(/[^\s'\"]+)", text)), "")
+            quoted = re.findall(r'"(/[^"]+)"', text) or re.findall(r"(?<!\S)(/[^\s'\"]+)", text)
+            where = getattr(error, "filename", None) or (quoted[0] if quoted else "")
+            where = where.split(".orbax-checkpoint-tmp")[0]  # the step, not Orbax's insides
             return f" (writing {where})" if where else ""
         error, seen = error.__cause__ or error.__context__, seen + 1
-    return ""
+    return None
 
 
 def run(body) -> int:
-    """`body()` under the error surface above; the exit status."""
+    """`body()` under the error surface above; the exit status. An error that a background
+    thread raised fails the command too, after the main flow, as one line."""
     quiet_logging()
+    threading.excepthook = _background_error
+    sys.excepthook = lambda kind, value, tb: _background_error(value)
+    sys.unraisablehook = _background_error  # e.g. tensorboard's writer flushing at exit
     try:
         body()
+        if _BACKGROUND:
+            raise _BACKGROUND[0]
     except KeyboardInterrupt:
         print("interrupted (Ctrl-C): checkpoints already saved are kept; run the same command "
               "to resume", file=sys.stderr, flush=True)

@@ -20,6 +20,7 @@ shows how to attach this to `transformers.CLIPModel` with forward hooks.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -88,6 +89,10 @@ def export(run: runs.Loaded, out: str) -> str:
         if os.path.isdir(out):
             os.rmdir(out)  # empty, checked above
         os.replace(tmp, out)
+    except Exception as e:
+        if cli.disk_full(e) is not None:  # safetensors' error names no file: name the export
+            raise OSError(errno.ENOSPC, "No space left on device", out) from e
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out

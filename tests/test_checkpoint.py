@@ -226,3 +226,22 @@ def test_sigterm_flag():
 if __name__ == "__main__":  # the 8-device subprocess of test_restore_named_sharding_8_devices
     assert len(jax.devices()) == 8, jax.devices()
     print(f"devices={_sharded_roundtrip(sys.argv[1])} ok")
+
+
+def test_a_save_the_disk_cannot_hold_is_refused_before_orbax_writes(tmp_path, monkeypatch):
+    """Orbax cut short by a full disk leaves screenfuls of writer-thread tracebacks, so a save
+    that does not fit is refused up front; the steps already saved stay restorable."""
+    directory, _ = _saved(tmp_path, steps=(1,))
+    states = _train_states(steps=2)
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage",
+                        lambda p: real(p)._replace(free=2**20))  # 1 MiB: less than 1 MiB + 2x
+    with Checkpointer(directory) as ck:
+        with pytest.raises(OSError, match="No space left on device") as e:
+            ck.save(2, states[2])
+        assert e.value.errno == 28 and e.value.filename == str(directory)
+        assert ck.all_steps() == [1]
+    assert sorted(os.listdir(directory)) == ["1"]
+    monkeypatch.setattr(shutil, "disk_usage", real)
+    with Checkpointer(directory) as ck:
+        _assert_bit_equal(ck.restore(_abstract(states[1])), states[1])

@@ -5,6 +5,8 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -106,11 +108,12 @@ def test_a_full_disk_is_one_line_naming_where():
     orbax_like = RuntimeError("Traceback ... RESOURCE_EXHAUSTED: Error writing local file "
                               "\"/data/run/checkpoints/40.orbax-checkpoint-tmp/d/0\": No space "
                               "left on device [OS error 28]\n" + "tensorstore spec\n" * 50)
-    assert cli._disk_full(orbax_like).startswith(" (writing /data/run/checkpoints/40")
+    assert cli.disk_full(orbax_like).startswith(" (writing /data/run/checkpoints/40")
     wrapped = ValueError("save failed")
     wrapped.__cause__ = OSError(28, "No space left on device", "/data/x.safetensors")
-    assert cli._disk_full(wrapped) == " (writing /data/x.safetensors)"
-    assert cli._disk_full(ValueError("other")) == ""
+    assert cli.disk_full(wrapped) == " (writing /data/x.safetensors)"
+    assert cli.disk_full(ValueError("other")) is None
+    assert cli.disk_full(OSError(28, "No space left on device")) == ""
 
 
 def test_a_workdir_name_that_is_not_utf8_is_refused_before_any_write(tmp_path):
@@ -131,3 +134,23 @@ def test_split_files_with_bad_rows_or_two_names_for_a_label_are_refused(tmp_path
     table = {"train": [["a.jpg", 0, "cat"], ["b.jpg", 0, "kitten"]], "test": []}
     with pytest.raises(DataError, match="label 0 has two class names, 'cat' and 'kitten'"):
         upstream.split_classnames(table, str(path))
+
+
+def test_other_libraries_log_lines_are_off_ours_are_kept():
+    script = f"""
+from absl import app, logging
+from adaring_jax import cli
+def logs(where, code):  # code that lives at `where`, as Orbax's does
+    exec(compile(code, where, "exec"), {{"logging": logging}})
+def body():
+    logs("/site-packages/orbax/checkpoint/fake.py",
+         "logging.warning('w-from-orbax'); logging.error('e-from-orbax')")
+    logs({os.path.join(ROOT, "adaring_jax", "data", "fake.py")!r},
+         "logging.warning('w-from-us')")
+app.run(lambda argv: cli.run(body), flags_parser=cli.parse_flags)
+"""
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "w-from-orbax" not in out.stderr and "e-from-orbax" not in out.stderr
+    assert "w-from-us" in out.stderr

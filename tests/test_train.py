@@ -164,6 +164,25 @@ def test_sigterm_leaves_a_checkpoint_at_the_current_step(tmp_path):
     assert not os.path.exists(os.path.join(str(tmp_path), "results.json"))
 
 
+def test_ctrl_c_while_saving_is_one_line_and_resumes(reference, tmp_path):
+    """Ctrl-C lands while a checkpoint is being saved (every step saves): one line, exit 130,
+    no Orbax thread traceback, and the rerun resumes to the uninterrupted result."""
+    workdir, _ = reference
+    proc = subprocess.Popen(_main(str(tmp_path), *LONGER), cwd=ROOT, env=_env(), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    _wait_for_checkpoint(str(tmp_path), 2, proc)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    if proc.returncode == 0:
+        pytest.fail("the run ended before Ctrl-C arrived; make it longer")
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and "Exception in thread" not in err, err[-3000:]
+    assert err.strip().splitlines()[-1].startswith("interrupted (Ctrl-C)")
+    _run(str(tmp_path))
+    _assert_trees_close(_adapters(str(tmp_path), 6), _adapters(workdir, 6), 1e-6)
+
+
 def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

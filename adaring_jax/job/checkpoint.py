@@ -21,8 +21,11 @@ Orbax behaviour this relies on (orbax-checkpoint 0.12):
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import re
+import shutil
 import signal
 import threading
 from typing import Any, Callable
@@ -71,7 +74,22 @@ class Checkpointer:
         `force` saves even if `step` is not newer than the latest step."""
         if step in self._mgr.all_steps():
             return
-        self._mgr.save(step, args=ocp.args.StandardSave(state), force=force)
+        self._check_space(state)
+        with _ctrl_c_deferred():
+            self._mgr.save(step, args=ocp.args.StandardSave(state), force=force)
+
+    def _check_space(self, state: Any) -> None:
+        """Refuse to start a save the disk cannot hold. Orbax cut short by a full disk leaves
+        screenfuls of TensorStore tracebacks from its writer threads; checked here, a full disk
+        is one line and the last complete step stays the one to resume from. (The room asked
+        for: twice the state, for Orbax's metadata and a step being replaced, plus 1 MiB.)"""
+        if "://" in str(self.directory):
+            return  # object stores have no free space to ask for
+        need = 2 * sum(getattr(x, "nbytes", 0) for x in jax.tree.leaves(state)) + 2**20
+        free = shutil.disk_usage(self.directory).free
+        if free < need:
+            raise OSError(errno.ENOSPC, f"No space left on device: {free:,} bytes free, a "
+                          f"checkpoint needs {need:,}", str(self.directory))
 
     def restore(self, abstract_state: Any, step: int | None = None) -> Any:
         """Restore `step` (default: latest) into the structure, dtypes and shardings of
@@ -149,6 +167,29 @@ class Checkpointer:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+@contextlib.contextmanager
+def _ctrl_c_deferred():
+    """Hold a Ctrl-C that arrives while Orbax starts a save until the save is started.
+
+    Interrupted halfway, Orbax leaves a background writer that `close` does not wait for; at
+    exit it dies with a thread traceback (the checkpoint itself is fine). Held, the interrupt
+    is raised right after, and `close` then waits for the complete save. Main thread only.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if pending and callable(previous):
+        previous(signal.SIGINT, None)  # Python's handler: raises KeyboardInterrupt here
+    elif pending and previous == signal.SIG_DFL:
+        os.kill(os.getpid(), signal.SIGINT)
 
 
 def install_sigterm_flag() -> Callable[[], bool]:
