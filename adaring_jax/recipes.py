@@ -15,7 +15,7 @@ live in its module (`Method.recipe`), its loss weights in `Method.loss`.
 import ml_collections
 
 from adaring_jax import adapters, config_args
-from adaring_jax.data import own
+from adaring_jax.data import own, presets
 from adaring_jax.errors import ConfigError
 
 
@@ -41,7 +41,7 @@ def embedded(c, arg):
 
 
 def smoke(c, arg):
-    if arg.dataset != "shapes" and not own.is_own(arg.dataset):
+    if not presets.is_shapes(arg.dataset) and not own.is_own(arg.dataset):
         raise ConfigError(f"smoke runs on the embedded shapes world; drop dataset={arg.dataset} "
                           "or smoke (or use your own data: dataset=folder:PATH)")
     c.model.arch, c.model.checkpoint = arg.arch or "tiny", ""

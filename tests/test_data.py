@@ -9,6 +9,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from adaring_jax import data
+from adaring_jax.data import presets
 from adaring_jax.models import preprocess
 
 SUITE = ["imagenet", "caltech101", "oxford_pets", "stanford_cars", "oxford_flowers", "food101",
@@ -19,7 +20,7 @@ HI = (1 - min(preprocess.CLIP_MEAN)) / min(preprocess.CLIP_STD)
 
 
 def test_presets_cover_the_suite_and_shapes():
-    assert set(data.DATASETS) == set(SUITE) | {"shapes"}
+    assert set(data.DATASETS) == set(SUITE) | {"shapes", *presets.SHAPES_SUITE}
     assert data.DATASETS["fgvc_aircraft"].tfds_name is None
     assert data.DATASETS["dtd"].template == "{} texture."
     with pytest.raises(ValueError, match="unknown dataset 'cifar10'; valid: imagenet, caltech101"):

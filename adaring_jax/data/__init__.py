@@ -1,7 +1,7 @@
 """Datasets, protocols and the input pipeline behind one random-access `Source` API.
 
     from adaring_jax import data
-    data.DATASETS                              # name -> preset: 15 CoOp-suite sets + "shapes"
+    data.DATASETS                              # name -> preset: 15 CoOp-suite sets + "shapes" and its suite
     data.fewshot_indices(labels, shots, seed)  # Dassl's draw: sorted indices, `shots` per class
     data.draw_train(source, shots, seed)       # the same, or upstream's cached draw, and how
     data.base_novel_split(num_classes)         # (base class ids, novel class ids)

@@ -48,6 +48,13 @@ _EUROSAT = {"AnnualCrop": "Annual Crop Land", "Forest": "Forest",
             "River": "River", "SeaLake": "Sea or Lake"}
 
 
+# The embedded suite's further tasks (data/shapes_suite.py defines them; named here so that the
+# table of datasets does not import the renderer).
+SHAPES_SUITE = ("shapes_mild", "shapes_medium", "shapes_colour", "shapes_shape",
+                "shapes_lookalike", "shapes_small", "shapes_clutter", "shapes_texture",
+                "shapes_noise")
+
+
 @dataclasses.dataclass(frozen=True)
 class DatasetPreset:
     name: str
@@ -120,8 +127,10 @@ _PRESETS = [
                       subset=True),
     _imagenet_variant("imagenet_r", "imagenet-rendition", "imagenet-r", "imagenet_r",
                       subset=True),
-    # The embedded procedural world (adaring_jax.data.shapes): generated, never downloaded.
+    # The embedded procedural world (adaring_jax.data.shapes): generated, never downloaded;
+    # and its suite of further tasks (adaring_jax.data.shapes_suite).
     DatasetPreset("shapes", "a photo of a {}.", ""),
+    *(DatasetPreset(name, "a photo of a {}.", "") for name in SHAPES_SUITE),
 ]
 DATASETS: dict[str, DatasetPreset] = {p.name: p for p in _PRESETS}
 # The 11 datasets of the base-to-novel and few-shot benchmarks (CoOp order).
@@ -133,6 +142,11 @@ DOMAIN_TARGETS = ("imagenetv2", "imagenet_sketch", "imagenet_a", "imagenet_r")
 ENSEMBLE_TEMPLATES = ("itap of a {}.", "a bad photo of the {}.", "a origami {}.",
                       "a photo of the large {}.", "a {} in a video game.", "art of the {}.",
                       "a photo of the small {}.")
+
+
+def is_shapes(name: str) -> bool:
+    """The embedded world's tasks: rendered, not read."""
+    return name == "shapes" or name.startswith("shapes_")
 
 
 def get(name: str) -> DatasetPreset:

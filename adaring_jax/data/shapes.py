@@ -70,7 +70,7 @@ TARGET_STRIPE_PERIOD = (0.12, 0.3)  # stripe period as a fraction of the image s
 TARGET_OUTLINE_WIDTH = 0.22  # outline width as a fraction of the object radius
 TARGET_FILL_ALPHA = 0.3  # opacity of the fill inside the outline
 
-_RGB = np.array(list(COLOURS.values()), np.float32)
+RGB = np.array(list(COLOURS.values()), np.float32)
 _NUM_PARAMS = 12  # uniforms drawn per example (see `_draw`)
 
 
@@ -113,7 +113,7 @@ def _star(points, outer, inner=None):
 _TRIANGLE = _star(3, 1.1)
 _STAR = _star(5, 1.05, 0.45)
 _HEART_BODY = [(0.0, 0.83), (0.75, 0.08), (0.0, -0.67), (-0.75, 0.08)]  # a square on its corner
-_SDF = {
+SDF = {
     "circle": lambda x, y: _length(x, y) - 0.9,
     "square": lambda x, y: _box(x, y, 0.75, 0.75),
     "triangle": lambda x, y: _polygon(x, y - 0.2, _TRIANGLE),  # shifted so the box is centred
@@ -128,7 +128,7 @@ _SDF = {
     # A disc minus an offset disc (difference = max(d1, -d2)).
     "crescent": lambda x, y: np.maximum(_length(x + 0.15, y) - 0.95, 0.75 - _length(x - 0.3, y)),
 }
-assert tuple(_SDF) == SHAPES
+assert tuple(SDF) == SHAPES
 
 
 # --- Rendering ----------------------------------------------------------------------------------
@@ -185,12 +185,12 @@ def render(indices, *, seed=0, domain="pretrain", split="train", image_size=32):
     for k, name in enumerate(SHAPES):
         m = CLASS_SHAPE[labels] == k
         if m.any():
-            sdf[m] = _SDF[name](x[m], y[m])
+            sdf[m] = SDF[name](x[m], y[m])
     sdf *= col(radius * s)  # unit-frame distance -> pixels
     coverage = np.clip(0.5 - sdf, 0, 1)  # anti-aliased inside indicator
 
     # Colour: class colour plus u[4:7] jitter.
-    colour = _RGB[CLASS_COLOUR[labels]] + COLOUR_JITTER * (2 * u[:, 4:7] - 1)
+    colour = RGB[CLASS_COLOUR[labels]] + COLOUR_JITTER * (2 * u[:, 4:7] - 1)
     if domain == "pretrain":
         # u[7] < 0.5: dark grey level 20..80, else light 135..185; u[8:11] a small tint.
         level = np.where(u[:, 7] < 0.5, 20 + 120 * u[:, 7], 135 + 100 * (u[:, 7] - 0.5))

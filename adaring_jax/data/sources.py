@@ -176,9 +176,13 @@ def open_split(name: str, split: str, data_dir: str | None = None, split_dir: st
     preset = presets.get(name)
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
-    if preset.name == "shapes":
-        from adaring_jax.data import shapes
-        return shapes.ShapesSource(split={"val": "validation"}.get(split, split), **shapes_kwargs)
+    if presets.is_shapes(preset.name):
+        split = {"val": "validation"}.get(split, split)
+        if preset.name == "shapes":
+            from adaring_jax.data import shapes
+            return shapes.ShapesSource(split=split, **shapes_kwargs)
+        from adaring_jax.data import shapes_suite
+        return shapes_suite.SuiteSource(preset.name, split=split, **shapes_kwargs)
     root = os.path.join(data_dir, preset.coop_dir) if data_dir else None
     meta_root = os.path.join(split_dir or data_dir, preset.coop_dir) if split_dir or data_dir \
         else None

@@ -63,9 +63,10 @@ def _open(config, name, split, image_size, table=None):
     if table is not None and name == config.data.dataset:
         return own.source(table, split, config.data.template)
     kwargs = {}
-    if name == "shapes":
-        kwargs = dict(domain=config.data.shapes_domain, image_size=image_size,
-                      size=config.data.shapes_size[split])
+    if presets.is_shapes(name):
+        kwargs = dict(image_size=image_size, size=config.data.shapes_size[split])
+        if name == "shapes":
+            kwargs["domain"] = config.data.shapes_domain
     return data.open_split(name, split, config.data.data_dir or None,
                            config.data.split_dir or None, **kwargs)
 
