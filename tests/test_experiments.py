@@ -128,3 +128,36 @@ def test_evidence_script_runs_a_zero_shot_and_an_adapted_variant(tmp_path):
     assert "| zero-shot | - | 0 |" in table and "| AdaRing single (rank " in table
     assert (tmp_path / "ev.png").exists()
     assert (tmp_path / "runs" / "single" / "seed1" / "results.json").exists()
+
+
+def _suite(tmp_path, *extra):
+    out = subprocess.run(
+        [sys.executable, "-m", "experiments.suite", "--smoke", "--seeds=1",
+         "--parts=base2novel,front,banks", "--tasks=shapes_colour", "--methods=adaring",
+         "--front=adaring_r2", f"--root={tmp_path / 'runs'}", f"--out={tmp_path / 'suite'}",
+         *extra], cwd=ROOT, env=dict(os.environ, HF_HUB_OFFLINE="1", JAX_PLATFORMS="cpu"),
+        capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out
+
+
+def test_suite_runs_tabulates_and_resumes(tmp_path):
+    plan = _suite(tmp_path, "--plan")
+    assert "0 of 3 runs finished" in plan.stdout  # zero-shot, AdaRing 2+4, AdaRing rank 2
+    _suite(tmp_path)
+    report = (tmp_path / "suite.md").read_text()
+    assert "3 of 3 runs finished" in report
+    for heading in ("## Base-to-novel HM per task", "## The front",
+                    "## Heterogeneous banks per task (HM)"):
+        assert heading in report
+    table = report.split("## Base-to-novel HM per task")[1].split("##")[0]
+    assert "| AdaRing (rank 2) | 1,020 | " in table and table.count("+- 0.00 |") == 6
+    assert "| AdaRing (rank 2) | 1,020 | " in report.split("## The front")[1]
+    assert (tmp_path / "suite_front.png").stat().st_size > 1000
+    results = sorted((tmp_path / "runs").glob("base2novel/shapes_colour/*/seed1/results.json"))
+    assert [p.parent.parent.name for p in results] == ["adaring_lr0.01", "adaring_r2_lr0.01",
+                                                       "zeroshot"]
+    stamps = [p.stat().st_mtime_ns for p in results]
+    again = _suite(tmp_path)  # every run finished: read back, none redone
+    assert "0.0 min of runs this call" in again.stdout
+    assert [p.stat().st_mtime_ns for p in results] == stamps
