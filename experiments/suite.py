@@ -68,7 +68,11 @@ MAIN = (Variant("coop", "coop", "CoOp (4 context vectors)"),
         Variant("clip_lora", "clip_lora", "CLIP-LoRA (rank 2)"),
         Variant("mma", "mma", "MMA"),
         Variant("adaring", "adaring", "AdaRing (ranks 2+4)"))
-FRONT = (Variant("clip_lora_r1", "clip_lora", "CLIP-LoRA (rank 1)", fields=(("adapter.rank", 1),)),
+FRONT = (Variant("coop_x8", "coop", "CoOp (8 random context vectors)",
+                 fields=(("adapter.ctx_init", ""), ("adapter.n_ctx", 8))),
+         Variant("coop_x16", "coop", "CoOp (16 random context vectors)",
+                 fields=(("adapter.ctx_init", ""), ("adapter.n_ctx", 16))),
+         Variant("clip_lora_r1", "clip_lora", "CLIP-LoRA (rank 1)", fields=(("adapter.rank", 1),)),
          Variant("clip_lora_r4", "clip_lora", "CLIP-LoRA (rank 4)", fields=(("adapter.rank", 4),)),
          Variant("mma_h8", "mma", "MMA (bottleneck 8)", fields=(("adapter.hidden", 8),)),
          Variant("mma_h16", "mma", "MMA (bottleneck 16)", fields=(("adapter.hidden", 16),)),
@@ -138,8 +142,9 @@ class Runs:
             return None
         start = time.monotonic()
         if not finished:
+            rate = "" if variant.method == "zeroshot" else f" lr {config.optim.lr:g}"
             print(f"[{len(self.done)}/{len(self.planned)}] {protocol} {task} {variant.key} "
-                  f"seed {seed} lr {config.optim.lr:g}", file=sys.stderr, flush=True)
+                  f"seed {seed}{rate}", file=sys.stderr, flush=True)
         results = finished_run(config, where)
         self.seconds += 0 if finished else time.monotonic() - start
         self.done.add(where)

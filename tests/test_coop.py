@@ -11,7 +11,7 @@ import pytest
 from adaring_jax import adapters, params as params_report
 from adaring_jax.errors import ConfigError
 from adaring_jax.job import backbone, evaluate, optim, sharding, train
-from adaring_jax.models import clip
+from adaring_jax.models import clip, convert
 from configs import base2novel, fewshot
 
 
@@ -59,3 +59,44 @@ def test_a_coop_smoke_job_trains_and_evaluates(tmp_path):
                                        str(tmp_path))
     assert results["method"] == "coop" and results["trainable_params"] == 4 * 32
     assert set(results["adapted"]) == {"base", "novel", "hm"}
+
+
+def _random_context(arg, n_ctx):
+    config = fewshot.get_config(arg)
+    config.unlock()
+    config.adapter.ctx_init, config.adapter.n_ctx = "", n_ctx
+    config.lock()
+    return config
+
+
+def test_random_context_is_coops_16_x_512_with_x_placeholders():
+    config = _random_context("method=coop,arch=vit_b16", 16)
+    assert params_report.report(config)[1] == 16 * 512  # CoOp's N_CTX=16 setting: 8,192
+    spec = adapters.spec_from_config(config, convert.architecture(config.model.arch, ""))
+    context = np.asarray(adapters.init(spec, 1)["context"])
+    assert context.shape == (16, 512) and abs(context.std() - 0.02) < 0.002  # N(0, 0.02)
+    assert not np.array_equal(context, np.asarray(adapters.init(spec, 2)["context"]))
+    from adaring_jax.job import task
+    assert task.adapted_template(config, "{} texture.") == " ".join(["X"] * 16) + " {}."
+    assert task.adapted_template(fewshot.get_config("method=coop"), "{} texture.") == \
+        "a photo of a {}."
+
+
+@pytest.mark.parametrize("ctx_init, n_ctx, message", [
+    ("", 0, "set config.adapter.n_ctx >= 1"),
+    ("a photo of a", 3, "n_ctx=3 with the 4 words"),
+])
+def test_context_sizes_that_do_not_fit_are_refused(tmp_path, ctx_init, n_ctx, message):
+    config = base2novel.get_config("smoke,method=coop")
+    config.unlock()
+    config.adapter.ctx_init, config.adapter.n_ctx = ctx_init, n_ctx
+    with pytest.raises(ConfigError, match=message):
+        train.train_and_evaluate(config, str(tmp_path))
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_random_context_smoke_job_trains_with_x_prompts(tmp_path):
+    results = train.train_and_evaluate(_random_context("smoke,method=coop", 8), str(tmp_path))
+    assert results["trainable_params"] == 8 * 32
+    with open(tmp_path / "task.json") as f:
+        assert '"adapted": "X X X X X X X X {}."' in f.read()

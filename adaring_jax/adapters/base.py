@@ -105,6 +105,9 @@ class Method:
     # Generalization-aware loss weights this method trains with by default (config.loss).
     loss: Mapping[str, float] = dataclasses.field(default_factory=dict)
     prompt: str = "mma"  # default prompt style of the adapted model (data/prompts.py)
+    # (config.adapter block) -> the adapted prompts' template when the method fixes it
+    # (CoOp's random context: "X X X X {}."), else None: config.data.prompt's.
+    template: Callable[[ml_collections.ConfigDict], str | None] = lambda block: None
     # Regularizer terms: {config.loss field: (params, spec) -> scalar}.
     regularizers: Mapping[str, Callable] = dataclasses.field(default_factory=_no_terms)
     # (config.adapter block) -> {label: learning-rate multiplier}; absent labels: 1.

@@ -33,17 +33,36 @@ class Spec(base.Spec):
 def config_block() -> dict:
     return {
         # The context words the vectors start from (CoOp's CTX_INIT); one vector per word,
-        # and the prompts begin with them ("a photo of a {}.": data.prompt="mma").
+        # and the prompts begin with them ("a photo of a {}.": data.prompt="mma"). "": CoOp's
+        # random init (L81-88): n_ctx vectors drawn N(0, 0.02), prompts "X X ... X <name>.".
         "ctx_init": "a photo of a",
+        "n_ctx": 0,  # the number of vectors with ctx_init="" (CoOp's N_CTX); else 0
         "init_from": "",  # a finished coop run of the same spec to continue
     }
 
 
+def _random(block) -> bool:
+    return not block.ctx_init.split()
+
+
+def template(block) -> str | None:
+    """The random context's prompts, CoOp's `prompt_prefix + " " + name + "."` (L87, L100)."""
+    return " ".join(["X"] * block.n_ctx) + " {}." if _random(block) else None
+
+
 def check(config) -> None:
     words = config.adapter.ctx_init.split()
+    base.number("adapter.n_ctx", config.adapter.n_ctx, 0, integer=True)
     if not words:
-        raise ConfigError("config.adapter.ctx_init is empty: give the context words, e.g. "
-                          "'a photo of a'")
+        if config.adapter.n_ctx < 1:
+            raise ConfigError("config.adapter.ctx_init is empty (CoOp's random init): set "
+                              "config.adapter.n_ctx >= 1, or give the context words, e.g. "
+                              "'a photo of a'")
+        return
+    if config.adapter.n_ctx not in (0, len(words)):
+        raise ConfigError(f"config.adapter.n_ctx={config.adapter.n_ctx} with the "
+                          f"{len(words)} words of ctx_init={config.adapter.ctx_init!r}: one "
+                          "vector per word (n_ctx=0), or ctx_init='' for a random context")
     own = config.data.dataset.startswith(("folder:", "list:", "tfds:"))
     prompt = config.data.template if own else (
         "a photo of a {}." if config.data.prompt == "mma" else None)
@@ -67,19 +86,26 @@ def recipe(config, name: str, arg) -> None:
 
 
 def make_spec(block, model_config) -> Spec:
-    return Spec("coop", base.widths(model_config), (), n_ctx=len(block.ctx_init.split()),
-                ctx_init=block.ctx_init)
+    n_ctx = block.n_ctx if _random(block) else len(block.ctx_init.split())
+    return Spec("coop", base.widths(model_config), (), n_ctx=n_ctx,
+                ctx_init=" ".join(block.ctx_init.split()))
 
 
 def init(spec: Spec, seed: int) -> base.Params:
-    """The shapes only: the values come from the backbone (`backbone_init`)."""
-    del seed
-    return {"context": jnp.zeros((spec.n_ctx, spec.widths[1]), jnp.float32)}
+    """A random context: N(0, 0.02) from numpy (CoOp L86); from words: the shapes only, the
+    values come from the backbone (`backbone_init`)."""
+    shape = (spec.n_ctx, spec.widths[1])
+    if spec.ctx_init:
+        return {"context": jnp.zeros(shape, jnp.float32)}
+    rng = np.random.default_rng([seed, 4])  # 4: apart from the other methods' init streams
+    return {"context": jnp.asarray(0.02 * rng.standard_normal(shape), jnp.float32)}
 
 
 def backbone_init(params, spec: Spec, model, frozen, tok, block) -> base.Params:
     """The frozen token embeddings of the context words (CoOp L76-79)."""
-    del params, model, block
+    del model, block
+    if not spec.ctx_init:
+        return params  # the random context of `init`
     ids = np.asarray(tok([spec.ctx_init]))[0]
     end = int(np.argmax(ids == tok.eos_token_id))
     if end - 1 != spec.n_ctx:
@@ -94,9 +120,9 @@ def layer_adapters(params: base.Params, spec: Spec) -> dict:
 
 
 METHOD = base.register(base.Method(
-    name="coop", summary="CoOp: 4 learned context vectors in the class prompts",
+    name="coop", summary="CoOp: learned context vectors in the class prompts (4 by default)",
     config_block=config_block, check=check, make_spec=make_spec, init=init,
     layer_adapters=layer_adapters, labels=lambda spec: {"context": base.DENSE},
-    backbone_init=backbone_init, recipe=recipe, exportable=False,
+    backbone_init=backbone_init, recipe=recipe, exportable=False, template=template,
     warm_start=lambda name, params, source, spec: params if (name, source) == ("coop", spec)
     else None))

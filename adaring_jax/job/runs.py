@@ -47,7 +47,7 @@ def record(workdir: str, config, task) -> None:
         atomic.write_json(os.path.join(workdir, task.own.split_file_name()), split)
 
     def templates(coop_template: str) -> dict:
-        return {"adapted": tasks.prompt_template(config, config.data.prompt, coop_template),
+        return {"adapted": tasks.adapted_template(config, coop_template),
                 "zeroshot": tasks.prompt_template(config, config.data.zeroshot_prompt,
                                                   coop_template)}
 
@@ -57,7 +57,7 @@ def record(workdir: str, config, task) -> None:
             "splits": {name: {"classnames": list(e.classnames),
                               "templates": templates(e.coop_template)}
                        for name, e in task.evals.items()},
-            "words": tasks.task_words(task)}
+            "words": tasks.task_words(task, config)}
     atomic.write_json(os.path.join(workdir, CONFIG), json.loads(config.to_json()))
     atomic.write_json(os.path.join(workdir, TASK), info)
 

@@ -59,6 +59,13 @@ def prompt_template(config, style: str, coop_template: str) -> str:
     return data.prompts.template(style, coop_template)
 
 
+def adapted_template(config, coop_template: str) -> str:
+    """The adapted model's prompt template: the method's own if it fixes one, else that of
+    `config.data.prompt`."""
+    own_template = adapters.get(config.method).template(config.adapter)
+    return own_template or prompt_template(config, config.data.prompt, coop_template)
+
+
 def _open(config, name, split, image_size, table=None):
     if table is not None and name == config.data.dataset:
         return own.source(table, split, config.data.template)
@@ -188,10 +195,11 @@ def _renders_images(source) -> bool:
     return not hasattr(inner, "bad")
 
 
-def task_words(task: Task) -> list[str]:
+def task_words(task: Task, config) -> list[str]:
     """Words of every class name and prompt of the task (vocabulary for random weights)."""
     texts = [*data.class_prompts(task.train.classnames, "{}"), task.train.template,
-             data.prompts.MMA_TEMPLATE, *presets.ENSEMBLE_TEMPLATES]
+             data.prompts.MMA_TEMPLATE, *presets.ENSEMBLE_TEMPLATES,
+             adapted_template(config, task.train.template)]
     for e in task.evals.values():
         texts += [*data.class_prompts(e.classnames, "{}"), e.coop_template]
     words = {w for t in texts for w in t.replace("{}", " ").replace(".", " . ")

@@ -42,7 +42,7 @@ def _prepare(config, table):
     validation.check_depth(config, arch)
     task = tasks.build(config, arch.vision.image_size, table)
     tasks.check(task, config, config.optim.batch_size)
-    model, frozen, tok = backbone.load(config, tasks.task_words(task))
+    model, frozen, tok = backbone.load(config, tasks.task_words(task, config))
     spec = adapters.spec_from_config(config, model.config)
     # A warm start's source is read and checked now, before anything is written.
     initial = runs.initial_adapters(config, spec, model.config)
@@ -86,7 +86,7 @@ def _train(config, workdir, model, frozen, tok, spec, mesh, task, initial) -> lo
     repl = sharding.replicated(mesh)
     train_src = task.train
     ids = evaluate.prompt_ids(tok, train_src.classnames,
-                              tasks.prompt_template(config, config.data.prompt, train_src.template))
+                              tasks.adapted_template(config, train_src.template))
     padded = jax.device_put(sharding.pad_rows(ids, mesh.devices.size),
                             sharding.batch_sharded(mesh))
     prompts = objective.Prompts.cached(model, frozen, padded, objective.text_start(model, spec),
@@ -122,18 +122,19 @@ def _train(config, workdir, model, frozen, tok, spec, mesh, task, initial) -> lo
 def _evaluate(config, model, frozen, tok, spec, mesh, evals, adapter_params):
     """(accuracy per split of the zero-shot CLIP and of the adapted one -- the zeroshot method:
     the same model, evaluated once --, images per split that could not be read)."""
-    rows = {"zeroshot": (adapters.NONE, {}, config.data.zeroshot_prompt),
-            "adapted": (spec, adapter_params, config.data.prompt)}
+    rows = {"zeroshot": (adapters.NONE, {}, lambda coop: tasks.prompt_template(
+                config, config.data.zeroshot_prompt, coop)),
+            "adapted": (spec, adapter_params, lambda coop: tasks.adapted_template(config, coop))}
     if spec == adapters.NONE:
         del rows["adapted"]
     out = {kind: {} for kind in ("zeroshot", "adapted")}
     unread = {}
-    for kind, (row_spec, params, style) in rows.items():
+    for kind, (row_spec, params, template_of) in rows.items():
         class_features = evaluate.make_class_features(model, row_spec, mesh)
         accuracy = evaluate.make_accuracy(model, row_spec, mesh, model.config.vision.image_size,
                                           config.eval.batch_size, config.data.num_threads)
         for split, e in evals.items():
-            template = tasks.prompt_template(config, style, e.coop_template)
+            template = template_of(e.coop_template)
             feats = class_features(frozen, params, evaluate.prompt_ids(tok, e.classnames,
                                                                        template))
             acc, counted = accuracy(frozen, params, feats, e.source, e.indices)
