@@ -314,12 +314,15 @@ def _recipe_lr(key) -> float:
 
 def main(argv):
     del argv
-    cli.quiet_logging()
+    return cli.run(_main)  # a stop (SIGTERM, Ctrl-C) or a bad run: one line, not a traceback
+
+
+def _main():
     unknown = sorted(set(_PARTS.value) - set(PARTS))
     unknown += sorted(set(_METHODS.value + _FRONT.value) - set(VARIANTS))
     unknown += sorted(set(_TASKS.value) - set(SUITE))
     if unknown:
-        raise app.UsageError(f"unknown parts, methods or tasks {unknown}; parts: "
+        raise cli.UsageError(f"unknown parts, methods or tasks {unknown}; parts: "
                              f"{', '.join(PARTS)}; methods: {', '.join(VARIANTS)}; tasks: "
                              f"{', '.join(SUITE)}")
     runs, parts, seeds, tasks = Runs(_PLAN.value), _PARTS.value, _SEEDS.value, _TASKS.value

@@ -154,3 +154,29 @@ app.run(lambda argv: cli.run(body), flags_parser=cli.parse_flags)
     assert out.returncode == 0, out.stderr
     assert "w-from-orbax" not in out.stderr and "e-from-orbax" not in out.stderr
     assert "w-from-us" in out.stderr
+
+
+def test_a_full_disk_while_writing_a_file_names_the_file_and_leaves_no_tmp(tmp_path, monkeypatch):
+    from adaring_jax import cli
+    from adaring_jax.job import atomic
+
+    class Full:
+        def __init__(self, path, mode):
+            self.path = path
+            open(path, mode).close()  # the .tmp exists, as a real partial write leaves it
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def write(self, text):
+            raise OSError(28, "No space left on device")
+
+    target = tmp_path / "predictions.csv"
+    monkeypatch.setattr(atomic, "open", Full, raising=False)
+    with pytest.raises(OSError) as e:
+        atomic.write_text(str(target), "a,b\n")
+    assert cli.disk_full(e.value) == f" (writing {target})"
+    assert list(tmp_path.iterdir()) == []

@@ -12,6 +12,10 @@ def write_text(path: str, text: str) -> None:
         with open(tmp, "w") as f:
             f.write(text)
         os.replace(tmp, path)
+    except OSError as e:
+        if e.filename is None:  # a failed write (a full disk) names no file: name the target
+            raise OSError(e.errno, e.strerror, path) from e
+        raise
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
