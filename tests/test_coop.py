@@ -85,6 +85,7 @@ def test_random_context_is_coops_16_x_512_with_x_placeholders():
 @pytest.mark.parametrize("ctx_init, n_ctx, message", [
     ("", 0, "set config.adapter.n_ctx >= 1"),
     ("a photo of a", 3, "n_ctx=3 with the 4 words"),
+    ("", 80, "80 context vectors leave no room for the class name"),
 ])
 def test_context_sizes_that_do_not_fit_are_refused(tmp_path, ctx_init, n_ctx, message):
     config = base2novel.get_config("smoke,method=coop")

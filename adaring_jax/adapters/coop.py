@@ -87,6 +87,11 @@ def recipe(config, name: str, arg) -> None:
 
 def make_spec(block, model_config) -> Spec:
     n_ctx = block.n_ctx if _random(block) else len(block.ctx_init.split())
+    room = model_config.text.context_length - 3  # start, end and one token of the name
+    if n_ctx > room:
+        raise ConfigError(f"{n_ctx} context vectors leave no room for the class name in the "
+                          f"text tower's {model_config.text.context_length}-token prompts: "
+                          f"at most {room} (config.adapter.n_ctx / ctx_init)")
     return Spec("coop", base.widths(model_config), (), n_ctx=n_ctx,
                 ctx_init=" ".join(block.ctx_init.split()))
 
