@@ -21,7 +21,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # before transformers 
 
 from absl import flags, logging  # noqa: E402
 
-from adaring_jax import compile_cache  # noqa: E402
+from adaring_jax import caches  # noqa: E402
 from adaring_jax.data import prompts  # noqa: E402
 from adaring_jax.errors import STOPPED_STATUS, Stopped, UserError  # noqa: E402
 
@@ -178,7 +178,7 @@ def run(body) -> int:
     """`body()` under the error surface above; the exit status. An error that a background
     thread raised fails the command too, after the main flow, as one line."""
     quiet_logging()
-    compile_cache.enable()  # before anything compiles
+    caches.enable_compilation_cache()  # before anything compiles
     threading.excepthook = _background_error
     sys.excepthook = lambda kind, value, tb: _background_error(value)
     sys.unraisablehook = _background_error  # e.g. tensorboard's writer flushing at exit

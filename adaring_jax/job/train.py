@@ -21,7 +21,8 @@ from adaring_jax import adapters, data
 from adaring_jax.data import presets
 from adaring_jax.errors import ConfigError, Stopped
 from adaring_jax.job import (backbone, checkpoint, evaluate, loop, metrics, objective, optim,
-                             report, runs, sharding, skeleton, task as tasks, validation)
+                             report, runs, sharding, skeleton, task as tasks, validation,
+                             zeroshot_cache)
 from adaring_jax.models import convert
 
 def train_and_evaluate(config, workdir: str) -> dict:
@@ -129,15 +130,23 @@ def _evaluate(config, model, frozen, tok, spec, mesh, evals, adapter_params):
         del rows["adapted"]
     out = {kind: {} for kind in ("zeroshot", "adapted")}
     unread = {}
+    weights = zeroshot_cache.weights_digest(frozen) if zeroshot_cache.enabled() else ""
     for kind, (row_spec, params, template_of) in rows.items():
         class_features = evaluate.make_class_features(model, row_spec, mesh)
         accuracy = evaluate.make_accuracy(model, row_spec, mesh, model.config.vision.image_size,
                                           config.eval.batch_size, config.data.num_threads)
         for split, e in evals.items():
-            template = template_of(e.coop_template)
-            feats = class_features(frozen, params, evaluate.prompt_ids(tok, e.classnames,
-                                                                       template))
-            acc, counted = accuracy(frozen, params, feats, e.source, e.indices)
+            ids = evaluate.prompt_ids(tok, e.classnames, template_of(e.coop_template))
+            entry = zeroshot_cache.key(weights, ids, e.source, e.indices,
+                                       model.config.vision.image_size, config.eval.batch_size,
+                                       mesh.devices.size) if kind == "zeroshot" else None
+            hit = zeroshot_cache.load(entry)
+            if hit is None:
+                acc, counted = accuracy(frozen, params, class_features(frozen, params, ids),
+                                        e.source, e.indices)
+                zeroshot_cache.store(entry, acc, counted)
+            else:
+                acc, counted = hit
             if counted == 0 or counted < config.data.min_usable * len(e.indices):
                 raise data.DataError(
                     f"evaluation split {split!r}: only {counted} of {len(e.indices)} images "

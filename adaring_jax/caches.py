@@ -1,0 +1,68 @@
+"""The per-user caches every command shares: XLA's compiled programs and zero-shot results.
+
+A run compiles the same programs (the training step, class features, accuracy) as the last run
+with the same shapes, and evaluates the same zero-shot CLIP on the same test images as every
+other method and seed of a table. Both are kept on disk and reused:
+
+- `xla/`: JAX's persistent compilation cache (`jax_compilation_cache_dir`); an entry is keyed
+  by the program, its compile options, the devices and the jax/jaxlib versions;
+- `zeroshot/`: zero-shot accuracies keyed by the content of what they depend on
+  (`job/zeroshot_cache.py`: the weights, the prompt ids, the images, the code).
+
+Where: `$ADARING_CACHE_DIR`, else `$XDG_CACHE_HOME/adaring-jax` (default
+`~/.cache/adaring-jax`); JAX's own `$JAX_COMPILATION_CACHE_DIR` wins for the programs. Off:
+`ADARING_CACHE=0` for both, `ADARING_COMPILATION_CACHE=0` or `ADARING_ZEROSHOT_CACHE=0` for
+one. A cache cannot change a result (a miss computes); deleting the folders is always safe.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+from absl import logging
+
+MIN_COMPILE_SECONDS = 0.2  # cache programs that took at least this long to compile (JAX: 1 s)
+_OFF = ("0", "off", "false", "no")
+
+
+def _off(environ, name: str) -> bool:
+    return any(environ.get(v, "").strip().lower() in _OFF
+               for v in ("ADARING_CACHE", f"ADARING_{name.upper()}_CACHE"))
+
+
+def root(environ=os.environ) -> str:
+    if environ.get("ADARING_CACHE_DIR"):
+        return environ["ADARING_CACHE_DIR"]
+    base = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "adaring-jax")
+
+
+def compilation_dir(environ=os.environ) -> str | None:
+    """The compiled-programs folder this process would use, None when that cache is off."""
+    if _off(environ, "compilation"):
+        return None
+    return environ.get("JAX_COMPILATION_CACHE_DIR") or os.path.join(root(environ), "xla")
+
+
+def zeroshot_dir(environ=os.environ) -> str | None:
+    """The zero-shot results folder, None when that cache is off."""
+    return None if _off(environ, "zeroshot") else os.path.join(root(environ), "zeroshot")
+
+
+def enable_compilation_cache() -> str | None:
+    """Point JAX at `compilation_dir()` (before anything compiles); the folder, or None when
+    off or when it cannot be created (then one warning, and every program compiles)."""
+    where = compilation_dir()
+    if where is None:
+        return None
+    if "://" not in where:
+        try:
+            os.makedirs(where, exist_ok=True)
+        except OSError as e:
+            logging.warning("compilation cache off: cannot create %s (%s); set "
+                            "ADARING_COMPILATION_CACHE=0 to silence this", where, e.strerror or e)
+            return None
+    jax.config.update("jax_compilation_cache_dir", where)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECONDS)
+    return where

@@ -1,0 +1,130 @@
+"""The per-user caches: where they live, the opt-outs, and a second identical run that
+compiles nothing new and gives the same results."""
+
+import json
+import os
+import subprocess
+import sys
+
+from adaring_jax import caches
+from conftest import ROOT
+
+
+def test_where_the_caches_live():
+    home = os.path.expanduser("~")
+    assert caches.compilation_dir({}) == os.path.join(home, ".cache", "adaring-jax", "xla")
+    assert caches.zeroshot_dir({}) == os.path.join(home, ".cache", "adaring-jax", "zeroshot")
+    assert caches.compilation_dir({"XDG_CACHE_HOME": "/c"}) == "/c/adaring-jax/xla"
+    assert caches.zeroshot_dir({"ADARING_CACHE_DIR": "/a", "XDG_CACHE_HOME": "/c"}) == \
+        "/a/zeroshot"
+    assert caches.compilation_dir({"XDG_CACHE_HOME": "/c",
+                                   "JAX_COMPILATION_CACHE_DIR": "/j"}) == "/j"
+    for off in ("0", "off", "False"):
+        for var in ("ADARING_CACHE", "ADARING_COMPILATION_CACHE"):
+            assert caches.compilation_dir({var: off, "JAX_COMPILATION_CACHE_DIR": "/j"}) is None
+        assert caches.zeroshot_dir({"ADARING_ZEROSHOT_CACHE": off}) is None
+    assert caches.zeroshot_dir({"ADARING_COMPILATION_CACHE": "0"}) is not None
+
+
+def _smoke(tmp_path, name, *flags, **env):
+    environ = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
+    environ.update(HF_HUB_OFFLINE="1", JAX_PLATFORMS="cpu", XDG_CACHE_HOME=str(tmp_path / "xdg"),
+                   **env)
+    out = subprocess.run([sys.executable, "-m", "adaring_jax.main",
+                          "--config=configs/fewshot.py:smoke", f"--workdir={tmp_path / name}",
+                          *flags],
+                         cwd=ROOT, env=environ, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    with open(tmp_path / name / "results.json") as f:
+        results = json.load(f)
+    return {k: results[k] for k in ("zeroshot", "adapted")}
+
+
+def _entries(folder):
+    return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+
+
+def test_second_run_compiles_nothing_new_and_the_results_are_the_same(tmp_path):
+    cache = tmp_path / "xdg" / "adaring-jax" / "xla"
+    first = _smoke(tmp_path, "a")
+    entries = _entries(cache)
+    assert len(entries) >= 3  # the training step and the evaluation programs at least
+    assert _smoke(tmp_path, "b") == first
+    assert _entries(cache) == entries  # every program came from the cache
+    assert _smoke(tmp_path, "c", ADARING_CACHE="0") == first
+
+
+def test_opt_out_writes_no_cache(tmp_path):
+    _smoke(tmp_path, "a", ADARING_CACHE="0")
+    assert not (tmp_path / "xdg").exists()
+
+
+def test_zero_shot_key_changes_with_every_input_it_depends_on(tmp_path, monkeypatch):
+    import numpy as np
+
+    from adaring_jax.data import shapes, shapes_suite
+    from adaring_jax.data.source import Subset
+    from adaring_jax.data.sources import FolderSource
+    from adaring_jax.job import zeroshot_cache as zc
+    monkeypatch.setenv("ADARING_CACHE_DIR", str(tmp_path / "c"))
+    ids = np.arange(12).reshape(3, 4)
+    src = shapes.ShapesSource("test", "target", size=64)
+    idx = np.arange(10)
+
+    def key(weights="w", ids=ids, source=src, indices=idx, size=32, batch=64, devices=1):
+        return zc.key(weights, ids, source, indices, size, batch, devices)
+
+    base = key()
+    assert base is not None and key() == base
+    changed = [key(weights="v"), key(ids=ids + 1), key(ids=ids.reshape(4, 3)),
+               key(indices=idx + 1), key(source=shapes.ShapesSource("test", "target", 64,
+                                                                   seed=1)),
+               key(source=shapes.ShapesSource("test", "pretrain", size=64)),
+               key(source=shapes_suite.SuiteSource("shapes_mild", "test", size=64)),
+               key(source=Subset(src, np.arange(64)[::-1])),
+               key(size=64), key(batch=32), key(devices=8)]
+    assert len(set(changed)) == len(changed) and base not in changed
+    assert key(source=Subset(src, np.arange(64))) == base  # the same images, the same labels
+    relabelled = Subset(src, np.arange(64), label_map=np.arange(64)[::-1])
+    assert key(source=relabelled) != base
+
+    (tmp_path / "img").mkdir()
+    for name in ("a.png", "b.png"):
+        (tmp_path / "img" / name).write_bytes(b"x")
+    folder = FolderSource(str(tmp_path / "img"), [("a.png", 0), ("b.png", 1)], ["a", "b"],
+                          "{}", str(tmp_path), "test")
+    before = key(source=folder, indices=np.arange(2))
+    os.utime(tmp_path / "img" / "b.png", ns=(1, 1))
+    assert key(source=folder, indices=np.arange(2)) not in (None, before)
+
+    class Other:  # a source the cache cannot describe (TFDS): never cached
+        def labels(self):
+            return np.zeros(64, np.int64)
+    assert key(source=Other()) is None
+    monkeypatch.setenv("ADARING_ZEROSHOT_CACHE", "0")
+    assert key() is None
+
+    monkeypatch.delenv("ADARING_ZEROSHOT_CACHE")
+    zc.store(base, 12.5, 10)
+    assert zc.load(base) == (12.5, 10)
+    path = tmp_path / "c" / "zeroshot" / base[:2] / f"{base}.json"
+    path.write_text("{not json")
+    assert zc.load(base) is None  # a broken entry is a miss, recomputed
+    path.write_text('{"key": "other", "accuracy": 1, "counted": 1}')
+    assert zc.load(base) is None
+
+
+def test_a_run_reuses_zero_shot_and_recomputes_when_its_inputs_change(tmp_path):
+    zero = tmp_path / "xdg" / "adaring-jax" / "zeroshot"
+    first = _smoke(tmp_path, "a")
+    entries = sorted(zero.rglob("*.json"))
+    assert len(entries) == 2  # base and novel
+    stamps = [p.stat().st_mtime_ns for p in entries]
+    assert _smoke(tmp_path, "b") == first  # read back, not rewritten
+    assert [p.stat().st_mtime_ns for p in entries] == stamps
+    for p in entries:  # a wrong cached value would show: the run must not trust a foreign key
+        p.write_text('{"key": "x", "accuracy": 99.0, "counted": 1}')
+    assert _smoke(tmp_path, "c") == first
+    # Another test set: new entries, and the old ones are left for the runs that need them.
+    _smoke(tmp_path, "d", "--config.eval.max_examples=32")
+    assert len(sorted(zero.rglob("*.json"))) == 4
