@@ -53,3 +53,14 @@ def test_folder_listing_benchmark_runs(tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "listed and split 2,000 files in 20 classes" in out.stdout
+
+
+def test_table_benchmark_runs_off_and_warm_with_the_same_results(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "benchmarks.table_time", "--smoke", "--seeds=1",
+                          f"--root={tmp_path}"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=900, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "| off |" in out.stdout and "| warm |" in out.stdout
+    assert "results identical" in out.stdout
+    # The warm pass read every zero-shot accuracy from the cache; the off pass wrote none.
+    assert len(list((tmp_path / "caches" / "zeroshot").rglob("*.json"))) == 2

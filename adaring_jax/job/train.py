@@ -13,6 +13,7 @@ pytree only, state donated. Every batch is a pure function of (seed, step), so t
 from __future__ import annotations
 
 import os
+import time
 
 import jax
 import jax.numpy as jnp
@@ -38,7 +39,9 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
 
 def _prepare(config, table):
-    """Task, backbone, spec, first adapters and mesh, each read and checked; writes nothing."""
+    """Task, backbone, spec, first adapters and mesh, each read and checked, and the seconds it
+    took; writes nothing."""
+    start = time.monotonic()
     arch = convert.architecture(config.model.arch, config.model.checkpoint)  # reads config.json
     validation.check_depth(config, arch)
     task = tasks.build(config, arch.vision.image_size, table)
@@ -50,17 +53,18 @@ def _prepare(config, table):
     if not config.adapter.get("init_from", ""):  # a fresh init that needs the backbone
         initial = adapters.get(config.method).backbone_init(initial, spec, model, frozen, tok,
                                                             config.adapter)
-    return task, model, frozen, tok, spec, sharding.make_mesh(), initial
+    return (task, model, frozen, tok, spec, sharding.make_mesh(), initial,
+            round(time.monotonic() - start, 2))
 
 
-def _run(config, workdir, task, model, frozen, tok, spec, mesh, initial) -> dict:
+def _run(config, workdir, task, model, frozen, tok, spec, mesh, initial, prepare_seconds) -> dict:
     runs.record(workdir, config, task)  # what predict, export and compress read back
     frozen = jax.device_put(frozen, sharding.backbone_shardings(frozen, mesh, config.model.fsdp))
     results = {"protocol": config.protocol, "method": config.method,
                "dataset": config.data.dataset, "shots": config.data.shots, "seed": config.seed,
                "trainable_params": adapters.count(spec), "prompt": config.data.prompt,
                "zeroshot_prompt": config.data.zeroshot_prompt,
-               "comparability": task.comparability}
+               "comparability": task.comparability, "prepare_seconds": prepare_seconds}
     adapter_params = initial
     if adapters.get(config.method).trains:
         outcome = _train(config, workdir, model, frozen, tok, spec, mesh, task, initial)
@@ -73,8 +77,10 @@ def _run(config, workdir, task, model, frozen, tok, spec, mesh, initial) -> dict
     checkpoint.sigterm_raises("stopped by SIGTERM during evaluation: the trained adapters are "
                               "checkpointed and no results were written; run the same command "
                               "to evaluate them")
+    start = time.monotonic()
     accuracy, unread = _evaluate(config, model, frozen, tok, spec, mesh, task.evals,
                                  adapter_params)
+    results["eval_seconds"] = round(time.monotonic() - start, 2)
     results.update(accuracy)
     # Per split: training images that failed to decode, evaluation images left uncounted.
     results["skipped_images"] = {"train": tasks.skipped_train_images(task), **unread}

@@ -1,0 +1,100 @@
+r"""The wall clock of a table, not of a step: one method over seeds plus the zero-shot row,
+with the caches off (every run compiles and evaluates zero-shot CLIP itself) and warm.
+
+    python -m benchmarks.table_time                                 # shapes_medium, adaring, seeds 1-3
+    python -m benchmarks.table_time --task=shapes --method=mma --seeds=1,2
+
+Each pass runs the table's runs one after another as `python -m adaring_jax.main` processes
+(the suite's base-to-novel config, experiments/suite.py) in fresh workdirs:
+1. caches off (`ADARING_CACHE=0`): the time before the caches existed;
+2. caches on, cold, in an empty cache folder (not reported: it fills the caches);
+3. caches warm: the same runs again in new workdirs.
+Per pass it prints the wall clock and its split from each run's results.json: process start
+and backbone/task preparation (`prepare`), the first step (compile), the other training
+steps, evaluation (zero-shot and adapted, decoding included); and the ratio off / warm. All
+passes run in this one script on the same machine, so only the ratio carries over.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+from absl import app, flags
+
+_TASK = flags.DEFINE_string("task", "shapes_medium", "suite task (dataset name)")
+_METHOD = flags.DEFINE_string("method", "adaring", "method of the table's row")
+_SEEDS = flags.DEFINE_list("seeds", ["1", "2", "3"], "seeds of the row")
+_SMOKE = flags.DEFINE_bool("smoke", False, "the smoke recipe (tests: seconds per run)")
+_ROOT = flags.DEFINE_string("root", "", "workdirs and caches ('' = a fresh temporary folder)")
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PARTS = ("prepare", "compile", "train", "eval", "other")
+
+
+def _runs():
+    """(config argument, label) of the table's runs: the zero-shot row, then the seeds."""
+    extra = ",smoke" if _SMOKE.value else ""
+    rows = [(f"method=zeroshot,dataset={_TASK.value},seed=1{extra}", "zero-shot")]
+    rows += [(f"method={_METHOD.value},dataset={_TASK.value},seed={s}{extra}",
+              f"{_METHOD.value} seed {s}") for s in _SEEDS.value]
+    return rows
+
+
+def _pass(top: str, name: str, env: dict) -> dict:
+    """Run the table in `top/name`; seconds per part, summed over its runs."""
+    totals = dict.fromkeys(PARTS, 0.0)
+    wall = 0.0
+    results = []
+    for arg, _ in _runs():
+        workdir = os.path.join(top, name, arg.replace(",", "_").replace("=", "-"))
+        cmd = [sys.executable, "-m", "adaring_jax.main", f"--config=configs/base2novel.py:{arg}",
+               f"--workdir={workdir}"]
+        if not _SMOKE.value:
+            cmd.append("--config.data.shapes_size.test=5120")  # the suite's test size
+        start = time.monotonic()
+        out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+        seconds = time.monotonic() - start
+        if out.returncode != 0:
+            raise SystemExit(f"{' '.join(cmd)} failed:\n{out.stderr[-3000:]}")
+        with open(os.path.join(workdir, "results.json")) as f:
+            r = json.load(f)
+        results.append({k: r.get(k) for k in ("zeroshot", "adapted")})
+        first = r.get("first_step_seconds", 0.0)
+        parts = {"prepare": r["prepare_seconds"], "compile": first,
+                 "train": r.get("train_seconds", 0.0) - first, "eval": r["eval_seconds"]}
+        parts["other"] = seconds - sum(parts.values())  # start-up, imports, writing
+        for k, v in parts.items():
+            totals[k] += v
+        wall += seconds
+    return {"wall": wall, **totals, "results": results}
+
+
+def main(argv):
+    del argv
+    top = _ROOT.value or tempfile.mkdtemp(prefix="adaring-table-time-")
+    base = {k: v for k, v in os.environ.items()
+            if k not in ("JAX_COMPILATION_CACHE_DIR", "ADARING_CACHE")}
+    base.update(HF_HUB_OFFLINE="1", ADARING_CACHE_DIR=os.path.join(top, "caches"))
+    off = _pass(top, "off", {**base, "ADARING_CACHE": "0"})
+    _pass(top, "cold", base)
+    warm = _pass(top, "warm", base)
+    same = off["results"] == warm["results"]
+    print(f"table: {_TASK.value}, zero-shot + {_METHOD.value} seeds {','.join(_SEEDS.value)} "
+          f"({len(_runs())} runs, one after another)")
+    print("| caches | wall s | " + " | ".join(PARTS) + " |")
+    print("|---|---|" + "---|" * len(PARTS))
+    for name, p in (("off", off), ("warm", warm)):
+        print(f"| {name} | {p['wall']:.1f} | " + " | ".join(f"{p[k]:.1f}" for k in PARTS) + " |")
+    print(f"warm caches: {off['wall'] / warm['wall']:.2f}x faster; results "
+          f"{'identical' if same else 'DIFFER'}")
+    if not same:
+        raise SystemExit("the caches changed a result")
+
+
+if __name__ == "__main__":
+    app.run(main)
