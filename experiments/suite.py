@@ -157,10 +157,11 @@ def _seeds(key, seeds):
 
 
 def _cell(values) -> str:
+    """mean +- sample std over seeds; one seed: its value."""
     if not values or None in values:
         return "-"
     mean, std = mean_std(values)
-    return f"{mean:.2f} +- {std:.2f}"
+    return f"{mean:.2f}" if len(values) == 1 else f"{mean:.2f} +- {std:.2f}"
 
 
 def _hm(results) -> float:
