@@ -168,9 +168,14 @@ def test_ctrl_c_while_saving_is_one_line_and_resumes(reference, tmp_path):
     """Ctrl-C lands while a checkpoint is being saved (every step saves): one line, exit 130,
     no Orbax thread traceback, and the rerun resumes to the uninterrupted result."""
     workdir, _ = reference
-    proc = subprocess.Popen(_main(str(tmp_path), *LONGER), cwd=ROOT, env=_env(), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    # Python's Ctrl-C handler in the child even when this process ignores SIGINT (a CI job in
+    # the background): set in the child itself (a preexec_fn would fork a threaded process).
+    argv = _main(str(tmp_path), *LONGER)
+    wrapper = ("import runpy, signal, sys; signal.signal(signal.SIGINT, "
+               f"signal.default_int_handler); sys.argv = {['main', *argv[3:]]!r}; "
+               "runpy.run_module('adaring_jax.main', run_name='__main__')")
+    proc = subprocess.Popen([sys.executable, "-c", wrapper], cwd=ROOT, env=_env(), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     _wait_for_checkpoint(str(tmp_path), 2, proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)

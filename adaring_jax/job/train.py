@@ -129,15 +129,17 @@ def _train(config, workdir, model, frozen, tok, spec, mesh, task, initial) -> lo
 def _evaluate(config, model, frozen, tok, spec, mesh, evals, adapter_params):
     """(accuracy per split of the zero-shot CLIP and of the adapted one -- the zeroshot method:
     the same model, evaluated once --, images per split that could not be read)."""
+    # kind: (spec, params, prompt template of a dataset's CoOp template, cached across runs)
     rows = {"zeroshot": (adapters.NONE, {}, lambda coop: tasks.prompt_template(
-                config, config.data.zeroshot_prompt, coop)),
-            "adapted": (spec, adapter_params, lambda coop: tasks.adapted_template(config, coop))}
+                config, config.data.zeroshot_prompt, coop), True),
+            "adapted": (spec, adapter_params, lambda coop: tasks.adapted_template(config, coop),
+                        False)}
     if spec == adapters.NONE:
         del rows["adapted"]
     out = {kind: {} for kind in ("zeroshot", "adapted")}
     unread = {}
     weights = zeroshot_cache.weights_digest(frozen) if zeroshot_cache.enabled() else ""
-    for kind, (row_spec, params, template_of) in rows.items():
+    for kind, (row_spec, params, template_of, cached) in rows.items():
         class_features = evaluate.make_class_features(model, row_spec, mesh)
         accuracy = evaluate.make_accuracy(model, row_spec, mesh, model.config.vision.image_size,
                                           config.eval.batch_size, config.data.num_threads)
@@ -145,7 +147,7 @@ def _evaluate(config, model, frozen, tok, spec, mesh, evals, adapter_params):
             ids = evaluate.prompt_ids(tok, e.classnames, template_of(e.coop_template))
             entry = zeroshot_cache.key(weights, ids, e.source, e.indices,
                                        model.config.vision.image_size, config.eval.batch_size,
-                                       mesh.devices.size) if kind == "zeroshot" else None
+                                       mesh.devices.size) if cached else None
             hit = zeroshot_cache.load(entry)
             if hit is None:
                 acc, counted = accuracy(frozen, params, class_features(frozen, params, ids),
