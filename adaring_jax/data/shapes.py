@@ -256,19 +256,16 @@ def caption_vocabulary():
 
 # --- The source -----------------------------------------------------------------------------------
 
-class ShapesSource:
-    """`size` examples of one (split, domain) of the shapes world; example i has label i % 64."""
+class RenderedSource:
+    """What every rendered source shares: `size` examples of `classnames`, example i of label
+    i % classes; a subclass sets its fields and provides `_render(indices)`."""
 
     template = TEMPLATE
 
-    def __init__(self, split="train", domain="pretrain", size=6400, image_size=32, seed=0):
-        _check(split, SPLITS, "split")
-        _check(domain, DOMAINS, "domain")
+    def _sizes(self, size, image_size, seed) -> None:
         if size < 0 or image_size < 8:
             raise ValueError(f"need size >= 0 and image_size >= 8, got {size}, {image_size}")
-        self.split, self.domain, self.size = split, domain, int(size)
-        self.image_size, self.seed = int(image_size), int(seed)
-        self.classnames = list(CLASSNAMES)
+        self.size, self.image_size, self.seed = int(size), int(image_size), int(seed)
 
     def __len__(self) -> int:
         return self.size
@@ -280,21 +277,36 @@ class ShapesSource:
         return i % self.size
 
     def labels(self) -> np.ndarray:
-        return np.arange(self.size, dtype=np.int64) % NUM_CLASSES
+        return np.arange(self.size, dtype=np.int64) % len(self.classnames)
+
+    def render_batch(self, indices) -> np.ndarray:
+        """uint8 (B, S, S, 3) images, byte-identical to stacking `self[i]["image"]`."""
+        return self._render([self._index(i) for i in np.asarray(indices).reshape(-1)])
+
+    def __getitem__(self, i) -> dict:
+        i = self._index(i)
+        return {"image": self.render_batch([i])[0], "label": i % len(self.classnames)}
+
+
+class ShapesSource(RenderedSource):
+    """`size` examples of one (split, domain) of the shapes world; example i has label i % 64."""
+
+    def __init__(self, split="train", domain="pretrain", size=6400, image_size=32, seed=0):
+        _check(split, SPLITS, "split")
+        _check(domain, DOMAINS, "domain")
+        self._sizes(size, image_size, seed)
+        self.split, self.domain = split, domain
+        self.classnames = list(CLASSNAMES)
 
     def caption(self, i) -> str:
         return caption(self._index(i), seed=self.seed, domain=self.domain, split=self.split)
 
-    def render_batch(self, indices) -> np.ndarray:
-        """uint8 (B, S, S, 3) images, byte-identical to stacking `self[i]["image"]`."""
-        indices = [self._index(i) for i in np.asarray(indices).reshape(-1)]
+    def _render(self, indices) -> np.ndarray:
         return render(indices, seed=self.seed, domain=self.domain, split=self.split,
                       image_size=self.image_size)
 
     def __getitem__(self, i) -> dict:
-        i = self._index(i)
-        return {"image": self.render_batch([i])[0], "label": i % NUM_CLASSES,
-                "caption": self.caption(i)}
+        return {**super().__getitem__(i), "caption": self.caption(i)}
 
 
 def grid(source, n_per_row=8, rows=4, start=0) -> np.ndarray:

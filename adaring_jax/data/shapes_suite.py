@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import operator
 import sys
 
 import numpy as np
@@ -207,42 +206,21 @@ def render(task: Task, indices, *, seed=0, split="train", image_size=32) -> np.n
     return np.clip(np.rint(image), 0, 255).astype(np.uint8)
 
 
-class SuiteSource:
+class SuiteSource(shapes.RenderedSource):
     """`size` examples of one split of a suite task; example i has label i % classes."""
-
-    template = shapes.TEMPLATE
 
     def __init__(self, task: str, split="train", size=6400, image_size=32, seed=0):
         if task not in TASKS:
             raise ValueError(f"unknown suite task {task!r}; valid: {', '.join(TASKS)}")
         if split not in shapes.SPLITS:
             raise ValueError(f"unknown split {split!r}; valid: {', '.join(shapes.SPLITS)}")
-        if size < 0 or image_size < 8:
-            raise ValueError(f"need size >= 0 and image_size >= 8, got {size}, {image_size}")
-        self.task, self.split, self.size = TASKS[task], split, int(size)
-        self.image_size, self.seed = int(image_size), int(seed)
+        self._sizes(size, image_size, seed)
+        self.task, self.split = TASKS[task], split
         self.classnames = self.task.classnames
 
-    def __len__(self) -> int:
-        return self.size
-
-    def _index(self, i) -> int:
-        i = operator.index(i)
-        if not -self.size <= i < self.size:
-            raise IndexError(f"index {i} out of range for {self.size} examples")
-        return i % self.size
-
-    def labels(self) -> np.ndarray:
-        return np.arange(self.size, dtype=np.int64) % len(self.classnames)
-
-    def render_batch(self, indices) -> np.ndarray:
-        indices = [self._index(i) for i in np.asarray(indices).reshape(-1)]
+    def _render(self, indices) -> np.ndarray:
         return render(self.task, indices, seed=self.seed, split=self.split,
                       image_size=self.image_size)
-
-    def __getitem__(self, i) -> dict:
-        i = self._index(i)
-        return {"image": self.render_batch([i])[0], "label": i % len(self.classnames)}
 
 
 def _source(name, split, size, image_size, seed):
