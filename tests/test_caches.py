@@ -128,3 +128,19 @@ def test_a_run_reuses_zero_shot_and_recomputes_when_its_inputs_change(tmp_path):
     # Another test set: new entries, and the old ones are left for the runs that need them.
     _smoke(tmp_path, "d", "--config.eval.max_examples=32")
     assert len(sorted(zero.rglob("*.json"))) == 4
+
+
+def test_weights_are_hashed_only_when_a_split_can_be_cached(monkeypatch, tmp_path):
+    import numpy as np
+
+    from adaring_jax.data import shapes
+    from adaring_jax.job import zeroshot_cache as zc
+    monkeypatch.setenv("ADARING_CACHE_DIR", str(tmp_path))
+
+    class Other:
+        def labels(self):
+            return np.zeros(4, np.int64)
+    assert not zc.any_cacheable([Other()])
+    assert zc.any_cacheable([Other(), shapes.ShapesSource("test", size=4)])
+    monkeypatch.setenv("ADARING_CACHE", "0")
+    assert not zc.any_cacheable([shapes.ShapesSource("test", size=4)])

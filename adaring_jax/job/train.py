@@ -138,7 +138,9 @@ def _evaluate(config, model, frozen, tok, spec, mesh, evals, adapter_params):
         del rows["adapted"]
     out = {kind: {} for kind in ("zeroshot", "adapted")}
     unread = {}
-    weights = zeroshot_cache.weights_digest(frozen) if zeroshot_cache.enabled() else ""
+    # Hashing the weights (600 MB on ViT-B/16) only when some split can be cached (not TFDS).
+    weights = (zeroshot_cache.weights_digest(frozen)
+               if zeroshot_cache.any_cacheable(e.source for e in evals.values()) else "")
     for kind, (row_spec, params, template_of, cached) in rows.items():
         class_features = evaluate.make_class_features(model, row_spec, mesh)
         accuracy = evaluate.make_accuracy(model, row_spec, mesh, model.config.vision.image_size,

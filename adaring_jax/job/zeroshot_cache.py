@@ -56,6 +56,11 @@ def enabled() -> bool:
     return caches.zeroshot_dir() is not None and jax.process_count() == 1
 
 
+def any_cacheable(sources) -> bool:
+    """Whether some source can be described (so that the weights are worth hashing)."""
+    return enabled() and any(_images(s, np.zeros(0, np.int64)) is not None for s in sources)
+
+
 def weights_digest(frozen) -> str:
     h = hashlib.sha256()
     for path, leaf in jax.tree_util.tree_flatten_with_path(frozen)[0]:
