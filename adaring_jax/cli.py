@@ -21,7 +21,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # before transformers 
 
 from absl import flags, logging  # noqa: E402
 
-from adaring_jax import caches  # noqa: E402
+from adaring_jax import caches, host  # noqa: E402
 from adaring_jax.data import prompts  # noqa: E402
 from adaring_jax.errors import STOPPED_STATUS, Stopped, UserError  # noqa: E402
 
@@ -179,6 +179,7 @@ def run(body) -> int:
     thread raised fails the command too, after the main flow, as one line."""
     quiet_logging()
     caches.enable_compilation_cache()  # before anything compiles
+    host.tune_malloc()  # before XLA allocates its buffers
     threading.excepthook = _background_error
     sys.excepthook = lambda kind, value, tb: _background_error(value)
     sys.unraisablehook = _background_error  # e.g. tensorboard's writer flushing at exit

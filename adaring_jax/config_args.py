@@ -117,7 +117,7 @@ def base_config(protocol: str, arg: ml_collections.ConfigDict) -> ml_collections
     # Least share of a split's images that must decode (sampled before training, counted in
     # evaluation); under it the run stops instead of reporting numbers.
     c.data.min_usable = 0.9
-    c.data.num_threads = 4  # decode/augment threads per process
+    c.data.num_threads = 0  # decode/augment threads per process; 0: min(4, cores)
     c.data.shapes_domain = "target"  # shapes: adapt and test in the shifted rendering domain
     c.data.shapes_size = ml_collections.ConfigDict(
         {"train": 64 * 50, "val": 64 * 10, "test": 64 * 400})  # shapes: images per split

@@ -89,7 +89,7 @@ def make_predictor(run: runs.Loaded, classnames: Sequence[str], template: str, m
 
 
 def predict(run: runs.Loaded, files: Sequence[str], classnames: Sequence[str], template: str,
-            top_k: int = 5, batch_size: int = 100, num_threads: int = 4):
+            top_k: int = 5, batch_size: int = 100, num_threads: int = 0):
     """(rows, skipped): per readable file (path, [(class, probability)] best first), and the
     files that could not be read."""
     if len(set(classnames)) != len(classnames) or not all(classnames):

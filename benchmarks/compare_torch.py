@@ -10,7 +10,7 @@ MMA adapters (Down d->32, Shared 32->32 shared by the two towers, Up 32->d, ReLU
 reading each block's first LayerNorm output, added to the block's output) in blocks 5-12 of
 both towers, every class prompt through the whole text tower at 77 tokens each step,
 cross-entropy on scaled cosine logits, SGD with momentum over the adapters only. A second
-reference cuts the prompts to 16 tokens. Ours: `benchmarks.step_time.prepare` for `adaring`
+reference cuts the prompts to 16 tokens. Ours: `benchmarks.train_step.prepare` for `adaring`
 (ranks 2+4+8, generalization-aware loss) and `mma`, cut + cached prompts. Also printed: our
 steps' matmul FLOPs (counted from the architecture: `analytic_flops`), the ceiling of a large
 f32 matmul here, MFU, and the cost of materializing AdaRing's rings (jitted alone) as a share of its step.
@@ -32,7 +32,7 @@ from absl import app, flags
 
 from adaring_jax import adapters
 from adaring_jax.models import clip
-from benchmarks import step_time
+from benchmarks import step_time, train_step
 from configs import fewshot
 
 _ARCH = flags.DEFINE_string("arch", "vit_b16", "CLIP preset (random weights)")
@@ -179,19 +179,19 @@ def main(argv):
     ours = {}
     for m in ("adaring", "mma"):
         c = fewshot.get_config(f"arch={arch},method={m}")
-        ours[m] = step_time.prepare(c, batch, classes, 10, cached=True)
+        ours[m] = train_step.prepare(c, batch, classes, 10, cached=True)
     refs = {f"PyTorch MMA ({t} tokens)": _torch_reference(arch, batch, classes, t)
             for t in (77, 16)}
     for step, _ in refs.values():  # warm-up
         step(), step()
     for p in ours.values():
-        step_time.run_once(p), step_time.run_once(p)
+        train_step.run_once(p), train_step.run_once(p)
     times = {name: [] for name in [*refs, *ours]}
     for _ in range(_REPEATS.value):
         for name, (step, _) in refs.items():
             times[name].append(_timed_torch(step))
         for name, p in ours.items():
-            times[name].append(step_time.run_once(p))
+            times[name].append(train_step.run_once(p))
     med = {k: statistics.median(v) for k, v in times.items()}
     ceiling = matmul_ceiling()
     rings = ring_materialization_seconds(fewshot.get_config(f"arch={arch}"))

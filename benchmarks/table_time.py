@@ -6,13 +6,18 @@ with the caches off (every run compiles and evaluates zero-shot CLIP itself) and
 
 Each pass runs the table's runs one after another as `python -m adaring_jax.main` processes
 (the suite's base-to-novel config, experiments/suite.py) in fresh workdirs:
-1. caches off (`ADARING_CACHE=0`): the time before the caches existed;
-2. caches on, cold, in an empty cache folder (not reported: it fills the caches);
-3. caches warm: the same runs again in new workdirs.
+1. before: the code of `--before` (default `BEFORE`, the last commit before the time-to-a-table
+   work: no caches, glibc's malloc defaults, every image decoded each epoch, 4 reader threads),
+   taken from this clone's git history (`git archive`) into the run folder;
+2. caches off (`ADARING_CACHE=0`): today's code, every run compiling and evaluating zero-shot
+   CLIP itself;
+3. caches on, cold, in an empty cache folder (not reported: it fills the caches);
+4. caches warm: the same runs again in new workdirs.
 Per pass it prints the wall clock and its split from each run's results.json: process start
 and backbone/task preparation (`prepare`), the first step (compile), the other training
-steps, evaluation (zero-shot and adapted, decoding included); and the ratio off / warm. All
-passes run in this one script on the same machine, so only the ratio carries over.
+steps, evaluation (zero-shot and adapted, decoding included); and the ratios before / warm and
+off / warm. The results must be identical in every pass. All passes run in this one script on
+the same machine, so only the ratios carry over.
 """
 
 from __future__ import annotations
@@ -31,9 +36,12 @@ _METHOD = flags.DEFINE_string("method", "adaring", "method of the table's row")
 _SEEDS = flags.DEFINE_list("seeds", ["1", "2", "3"], "seeds of the row")
 _SMOKE = flags.DEFINE_bool("smoke", False, "the smoke recipe (tests: seconds per run)")
 _ROOT = flags.DEFINE_string("root", "", "workdirs and caches ('' = a fresh temporary folder)")
+_BEFORE = flags.DEFINE_string("before", "", "git revision of the 'before' pass ('' = BEFORE; "
+                              "'none': skip the pass)")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PARTS = ("prepare", "compile", "train", "eval", "other")
+BEFORE = "5912206"  # the parent of bc51f01, the first commit of the time-to-a-table issue
 
 
 def _runs():
@@ -45,8 +53,23 @@ def _runs():
     return rows
 
 
-def _pass(top: str, name: str, env: dict) -> dict:
-    """Run the table in `top/name`; seconds per part, summed over its runs."""
+def _source(top: str, rev: str) -> str:
+    """The project's files at `rev`, extracted into `top/source-REV` (a folder to run in)."""
+    where = os.path.join(top, f"source-{rev}")
+    if not os.path.isdir(where):
+        archive = subprocess.run(["git", "-C", ROOT, "archive", rev], capture_output=True)
+        if archive.returncode != 0:
+            raise SystemExit(f"the 'before' pass needs revision {rev} of this clone's history "
+                             f"(git archive said: {archive.stderr.decode().strip()}); fetch the "
+                             "history, or pass --before=none")
+        os.makedirs(where)
+        subprocess.run(["tar", "-x", "-C", where], input=archive.stdout, check=True)
+    return where
+
+
+def _pass(top: str, name: str, env: dict, cwd: str = ROOT) -> dict:
+    """Run the table in `top/name` with the code in `cwd`; seconds per part, summed over its
+    runs (a revision that records no split has it all in `other`)."""
     totals = dict.fromkeys(PARTS, 0.0)
     wall = 0.0
     results = []
@@ -57,7 +80,7 @@ def _pass(top: str, name: str, env: dict) -> dict:
         if not _SMOKE.value:
             cmd.append("--config.data.shapes_size.test=5120")  # the suite's test size
         start = time.monotonic()
-        out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+        out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
         seconds = time.monotonic() - start
         if out.returncode != 0:
             raise SystemExit(f"{' '.join(cmd)} failed:\n{out.stderr[-3000:]}")
@@ -65,8 +88,8 @@ def _pass(top: str, name: str, env: dict) -> dict:
             r = json.load(f)
         results.append({k: r.get(k) for k in ("zeroshot", "adapted")})
         first = r.get("first_step_seconds", 0.0)
-        parts = {"prepare": r["prepare_seconds"], "compile": first,
-                 "train": r.get("train_seconds", 0.0) - first, "eval": r["eval_seconds"]}
+        parts = {"prepare": r.get("prepare_seconds", 0.0), "compile": first,
+                 "train": r.get("train_seconds", 0.0) - first, "eval": r.get("eval_seconds", 0.0)}
         parts["other"] = seconds - sum(parts.values())  # start-up, imports, writing
         for k, v in parts.items():
             totals[k] += v
@@ -80,20 +103,27 @@ def main(argv):
     base = {k: v for k, v in os.environ.items()
             if k not in ("JAX_COMPILATION_CACHE_DIR", "ADARING_CACHE")}
     base.update(HF_HUB_OFFLINE="1", ADARING_CACHE_DIR=os.path.join(top, "caches"))
-    off = _pass(top, "off", {**base, "ADARING_CACHE": "0"})
+    rev = _BEFORE.value or BEFORE
+    passes = {}
+    if rev != "none":
+        passes["before"] = _pass(top, "before", base, _source(top, rev))
+    passes["off"] = _pass(top, "off", {**base, "ADARING_CACHE": "0"})
     _pass(top, "cold", base)
-    warm = _pass(top, "warm", base)
-    same = off["results"] == warm["results"]
+    passes["warm"] = warm = _pass(top, "warm", base)
+    same = all(p["results"] == warm["results"] for p in passes.values())
     print(f"table: {_TASK.value}, zero-shot + {_METHOD.value} seeds {','.join(_SEEDS.value)} "
           f"({len(_runs())} runs, one after another)")
-    print("| caches | wall s | " + " | ".join(PARTS) + " |")
+    print("| pass | wall s | " + " | ".join(PARTS) + " |")
     print("|---|---|" + "---|" * len(PARTS))
-    for name, p in (("off", off), ("warm", warm)):
-        print(f"| {name} | {p['wall']:.1f} | " + " | ".join(f"{p[k]:.1f}" for k in PARTS) + " |")
-    print(f"warm caches: {off['wall'] / warm['wall']:.2f}x faster; results "
-          f"{'identical' if same else 'DIFFER'}")
+    for name, p in passes.items():
+        label = f"before ({rev})" if name == "before" else name
+        print(f"| {label} | {p['wall']:.1f} | " + " | ".join(f"{p[k]:.1f}" for k in PARTS) + " |")
+    for name, p in passes.items():
+        if name != "warm":
+            print(f"warm caches vs {name}: {p['wall'] / warm['wall']:.2f}x faster")
+    print(f"results {'identical' if same else 'DIFFER'} in every pass")
     if not same:
-        raise SystemExit("the caches changed a result")
+        raise SystemExit("a pass changed a result")
 
 
 if __name__ == "__main__":

@@ -60,7 +60,37 @@ def test_table_benchmark_runs_off_and_warm_with_the_same_results(tmp_path):
                           f"--root={tmp_path}"], cwd=ROOT, capture_output=True, text=True,
                          timeout=900, env=dict(os.environ, JAX_PLATFORMS="cpu"))
     assert out.returncode == 0, out.stderr[-2000:]
+    # The 'before' pass ran the code of the commit before the caches, from git history.
+    assert "| before (5912206) |" in out.stdout
     assert "| off |" in out.stdout and "| warm |" in out.stdout
-    assert "results identical" in out.stdout
+    assert "results identical in every pass" in out.stdout
     # The warm pass read every zero-shot accuracy from the cache; the off pass wrote none.
     assert len(list((tmp_path / "caches" / "zeroshot").rglob("*.json"))) == 2
+
+
+def test_step_profile_splits_a_step_by_operation_kind():
+    out = subprocess.run([sys.executable, "-m", "benchmarks.step_profile",
+                          "--config=configs/fewshot.py:arch=tiny,smoke", "--batch=8",
+                          "--classes=16", "--steps=2"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=300, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = {line.split("|")[1].strip(): line for line in out.stdout.splitlines()
+            if line.startswith("| ") and "%" in line}
+    assert {"dot", "loop", "memory", "elementwise", "runtime", "all"} <= rows.keys()
+    assert float(rows["dot"].split("|")[2]) > 0  # the trace was read: matmuls took time
+
+
+def test_operation_kinds_of_xla_cpu_spans():
+    check = """
+from benchmarks.step_profile import kind_of
+cases = {"ynn_fusion.33": "dot", "dot.4": "dot", "while.209": "loop", "copy.997": "memory",
+         "wrapped_broadcast.21": "memory", "bitcast_dynamic-update-slice_fusion.2": "memory",
+         "dynamic-slice_bitcast_fusion": "memory", "add_divide_fusion.1": "elementwise",
+         "multiply_add_fusion": "elementwise", "ThunkExecutor::Execute": "runtime",
+         "ThunkExecutor::Execute (wait for completion)": None}
+wrong = {k: kind_of(k) for k, v in cases.items() if kind_of(k) != v}
+assert not wrong, wrong
+"""
+    out = subprocess.run([sys.executable, "-c", check], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]

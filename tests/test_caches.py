@@ -3,6 +3,7 @@ compiles nothing new and gives the same results."""
 
 import json
 import os
+import platform
 import subprocess
 import sys
 
@@ -144,3 +145,14 @@ def test_weights_are_hashed_only_when_a_split_can_be_cached(monkeypatch, tmp_pat
     assert zc.any_cacheable([Other(), shapes.ShapesSource("test", size=4)])
     monkeypatch.setenv("ADARING_CACHE", "0")
     assert not zc.any_cacheable([shapes.ShapesSource("test", size=4)])
+
+
+def test_malloc_tuning_applies_once_per_process_and_switches_off():
+    # In a child: mallopt changes the process it runs in.
+    check = ("from adaring_jax import host; import sys; "
+             "print(host.tune_malloc(), host.tune_malloc({'ADARING_MALLOC_TUNING': '0'}))")
+    out = subprocess.run([sys.executable, "-c", check], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    on = "True" if platform.libc_ver()[0] == "glibc" else "False"
+    assert out.stdout.split() == [on, "False"]

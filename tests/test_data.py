@@ -9,7 +9,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from adaring_jax import data
-from adaring_jax.data import presets
+from adaring_jax.data import pipeline, presets
 from adaring_jax.models import preprocess
 
 SUITE = ["imagenet", "caltech101", "oxford_pets", "stanford_cars", "oxford_flowers", "food101",
@@ -220,3 +220,51 @@ def test_eval_batches_count_every_example_once_across_processes():
                 if m:
                     seen.append(img)
     assert len(seen) == 10
+
+
+class _Counting(_Numbers):
+    """_Numbers that counts how often each index is read."""
+
+    def __init__(self):
+        self.reads = {}
+
+    def __getitem__(self, i):
+        self.reads[i] = self.reads.get(i, 0) + 1
+        return super().__getitem__(i)
+
+
+def test_training_decodes_each_image_once_and_sees_the_same_batches(monkeypatch):
+    idx = data.fewshot_indices(_Numbers().labels(), 6, seed=3)  # 30 images, 3 steps an epoch
+    kept = _Counting()
+    batches = list(data.TrainLoader(kept, idx, 8, 8, seed=3, num_threads=2).batches(0, 12))
+    assert set(kept.reads) <= set(idx.tolist()) and len(kept.reads) > 24  # epochs differ
+    assert max(kept.reads.values()) == 1  # 4 epochs, each image decoded once
+    # With no room to keep anything, every epoch decodes again; the batches are the same.
+    monkeypatch.setattr(pipeline, "DECODED_BUDGET", 0)
+    again = _Counting()
+    fresh = list(data.TrainLoader(again, idx, 8, 8, seed=3, num_threads=2).batches(0, 12))
+    assert sum(again.reads.values()) == 12 * 8  # every example of every step read anew
+    for a, b in zip(batches, fresh):
+        np.testing.assert_array_equal(a["image"], b["image"])
+        np.testing.assert_array_equal(a["label"], b["label"])
+
+
+def test_kept_examples_are_read_only_and_the_budget_holds():
+    src = _Counting()
+    kept = pipeline._Decoded(src, budget=3 * 12 * 12 * 3)  # room for three images
+    for i in range(5):
+        kept[i]
+    assert sorted(kept.kept) == [0, 1, 2] and kept.left == 0
+    with pytest.raises(ValueError, match="read-only"):
+        kept[0]["image"][0, 0, 0] = 1
+    kept[4]  # beyond the budget: read again
+    assert src.reads[4] == 2 and src.reads[0] == 1
+
+
+def test_reader_threads_default_to_the_cores_up_to_four(monkeypatch):
+    assert pipeline.threads(3) == 3
+    monkeypatch.setattr(pipeline.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert pipeline.threads(0) == 2
+    monkeypatch.setattr(pipeline.os, "sched_getaffinity", lambda pid: set(range(64)),
+                        raising=False)
+    assert pipeline.threads(0) == 4

@@ -74,7 +74,7 @@ def test_the_package_import_graph_has_no_circle():
 
 # The package's layers, lowest first: a module imports only from lower layers or from its own
 # group (subpackage or top-level module). The commands sit on top, each its own group.
-LAYERS = (("errors", "caches"), ("models",), ("adapters", "data"), ("config_args",),
+LAYERS = (("errors", "caches", "host"), ("models",), ("adapters", "data"), ("config_args",),
           ("job", "recipes"), ("cli",), ("main", "predict", "export", "compress", "zeroshot", "params"))
 
 

@@ -11,12 +11,20 @@ s // steps_per_epoch's seeded permutation; process p takes its contiguous share,
 example's augmentation RNG is keyed by (seed, step, position in the global batch): the data seen
 does not depend on the number of processes. Evaluation: resize + center crop; the index list
 is padded to whole global batches and padded (or unreadable) examples get mask 0.
+
+A few-shot training set is read once per epoch for many epochs: the training loader keeps each
+decoded example in memory the first time it is read (up to `DECODED_BUDGET` bytes; the rest is
+decoded again each epoch), so a 20-epoch run decodes (or renders) each image once. Decoding is
+deterministic, so the batches are the same either way. Threads: `num_threads=0` (the default)
+takes min(4, the cores this process may use); more threads than cores only contend with XLA.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import os
+import threading
 
 import grain
 import numpy as np
@@ -64,8 +72,44 @@ def eval_transform(image: np.ndarray, size: int) -> np.ndarray:
     return preprocess.eval_transform(Image.fromarray(image), size)
 
 
+DECODED_BUDGET = 1 << 30  # bytes of decoded training examples kept in memory per loader
+
+
+def threads(num_threads: int) -> int:
+    """`num_threads`, or for 0 min(4, the cores available to this process)."""
+    if num_threads:
+        return num_threads
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(4, cores or 1))
+
+
 def _read_options(num_threads: int) -> grain.ReadOptions:
-    return grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=4 * num_threads)
+    n = threads(num_threads)
+    return grain.ReadOptions(num_threads=n, prefetch_buffer_size=4 * n)
+
+
+class _Decoded:
+    """A source's examples, each read once and then kept (read-only) while within `budget`
+    bytes; beyond it, read again on every access."""
+
+    def __init__(self, source, budget: int | None = None):
+        self.source, self.kept, self.lock = source, {}, threading.Lock()
+        self.left = DECODED_BUDGET if budget is None else budget
+
+    def __getitem__(self, index: int) -> dict:
+        example = self.kept.get(index)
+        if example is not None:
+            return example
+        example = self.source[index]
+        size = sum(v.nbytes for v in example.values() if isinstance(v, np.ndarray))
+        with self.lock:
+            if index not in self.kept and size <= self.left:
+                for v in example.values():
+                    if isinstance(v, np.ndarray):
+                        v.setflags(write=False)  # the transforms make new arrays
+                self.kept[index] = example
+                self.left -= size
+        return example
 
 
 class TrainLoader:
@@ -73,7 +117,7 @@ class TrainLoader:
 
     def __init__(self, source, indices, global_batch: int, image_size: int, seed: int,
                  process_index: int = 0, process_count: int = 1, crop_scale=(0.08, 1.0),
-                 num_threads: int = 4):
+                 num_threads: int = 0):
         if global_batch % process_count:
             raise ValueError(f"global batch {global_batch} is not divisible by "
                              f"{process_count} processes")
@@ -81,7 +125,8 @@ class TrainLoader:
         if len(self.indices) < global_batch:
             raise ValueError(f"{len(self.indices)} training examples < global batch "
                              f"{global_batch}; lower the batch size")
-        self.source, self.global_batch, self.image_size = source, global_batch, image_size
+        self.source = _Decoded(source)  # each image decoded once, not once per epoch
+        self.global_batch, self.image_size = global_batch, image_size
         self.seed, self.crop_scale, self.num_threads = seed, tuple(crop_scale), num_threads
         self.local_batch = global_batch // process_count
         self.offset = process_index * self.local_batch
@@ -115,7 +160,7 @@ class TrainLoader:
 
 
 def eval_batches(source, indices, global_batch: int, image_size: int, process_index: int = 0,
-                 process_count: int = 1, num_threads: int = 4):
+                 process_count: int = 1, num_threads: int = 0):
     """This process's share of evaluation batches over `indices`, padded with mask-0 entries
     so that every example is counted exactly once across processes."""
     if global_batch % process_count:

@@ -43,7 +43,7 @@ def make_class_features(model: clip.CLIP, spec: adapters.Spec, mesh):
 
 
 def make_accuracy(model: clip.CLIP, spec: adapters.Spec, mesh, image_size: int,
-                  batch_size: int, num_threads: int = 4):
+                  batch_size: int, num_threads: int = 0):
     """accuracy(frozen, adapter params, class features, source, indices) ->
     (percent correct, images counted); unreadable images are not counted. The global batch is
     `batch_size` rounded up to a multiple of the device count (padding is masked out), so
