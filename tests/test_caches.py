@@ -51,8 +51,13 @@ def test_second_run_compiles_nothing_new_and_the_results_are_the_same(tmp_path):
     entries = _entries(cache)
     assert len(entries) >= 3  # the training step and the evaluation programs at least
     assert _smoke(tmp_path, "b") == first
-    assert _entries(cache) == entries  # every program came from the cache
-    assert _smoke(tmp_path, "c", ADARING_CACHE="0") == first
+    # The first run measured zero-shot and adapted accuracy in one pass over the images; the
+    # second reads zero-shot from its cache and compiles the adapted-only evaluation once.
+    second = _entries(cache)
+    assert set(entries) <= set(second) and len(second) - len(entries) <= 1
+    assert _smoke(tmp_path, "c") == first
+    assert _entries(cache) == second  # every program came from the cache
+    assert _smoke(tmp_path, "d", ADARING_CACHE="0") == first
 
 
 def test_opt_out_writes_no_cache(tmp_path):

@@ -72,6 +72,47 @@ def make_accuracy(model: clip.CLIP, spec: adapters.Spec, mesh, image_size: int,
     return accuracy
 
 
+def make_joint_accuracy(model: clip.CLIP, spec: adapters.Spec, mesh, image_size: int,
+                        batch_size: int, num_threads: int = 0):
+    """joint(frozen, adapter params, adapted class features, zero-shot class features, source,
+    indices) -> ((percent, counted) adapted, (percent, counted) zero-shot) in one pass over the
+    images: each is decoded once, and the frozen vision layers below the first adapted block
+    run once for both (CoOp's vision tower is all frozen: one image feature for both). The
+    same accuracies as two `make_accuracy` passes (tested bit for bit)."""
+    devices = mesh.devices.size
+    batch_size = -(-batch_size // devices) * devices
+    start = spec.first_block("vision")
+    start = model.config.vision.layers if start is None else start
+
+    def correct(img, class_feats, batch):
+        logits = clip.normalize(img) @ class_feats.T
+        return ((logits.argmax(-1) == batch["label"]).astype(jnp.float32) * batch["mask"]).sum()
+
+    @jax.jit
+    def counts(frozen, adapter_params, adapted_feats, zeroshot_feats, batch):
+        layer = adapters.layer_adapters(adapter_params, spec)["vision"]
+        params = {"params": frozen}
+        trunk = model.apply(params, batch["image"], start, method=clip.CLIP.image_hidden)
+        img = model.apply(params, trunk, start, layer, method=clip.CLIP.image_from_hidden)
+        img0 = model.apply(params, trunk, start, method=clip.CLIP.image_from_hidden)
+        return (correct(img, adapted_feats, batch), correct(img0, zeroshot_feats, batch),
+                batch["mask"].sum())
+
+    def joint(frozen, adapter_params, adapted_feats, zeroshot_feats, source, indices):
+        hits = [0.0, 0.0]
+        total = 0.0
+        for local in data.eval_batches(source, indices, batch_size, image_size,
+                                       jax.process_index(), jax.process_count(), num_threads):
+            a, z, n = counts(frozen, adapter_params, adapted_feats, zeroshot_feats,
+                             sharding.global_batch(local, mesh))
+            hits[0] += float(a)
+            hits[1] += float(z)
+            total += float(n)
+        return tuple((100.0 * h / max(total, 1.0), int(total)) for h in hits)
+
+    return joint
+
+
 def class_embeddings(model: clip.CLIP, params, tok,
                      classnames: Sequence[str], templates: Sequence[str] = ("a photo of a {}.",),
                      batch_size: int = 256) -> jax.Array:

@@ -128,7 +128,9 @@ def _train(config, workdir, model, frozen, tok, spec, mesh, task, initial) -> lo
 
 def _evaluate(config, model, frozen, tok, spec, mesh, evals, adapter_params):
     """(accuracy per split of the zero-shot CLIP and of the adapted one -- the zeroshot method:
-    the same model, evaluated once --, images per split that could not be read)."""
+    the same model, evaluated once --, images per split that could not be read). A zero-shot
+    accuracy comes from the cache when it can; otherwise both are measured in one pass over
+    the split's images (`evaluate.make_joint_accuracy`)."""
     # kind: (spec, params, prompt template of a dataset's CoOp template, cached across runs)
     rows = {"zeroshot": (adapters.NONE, {}, lambda coop: tasks.prompt_template(
                 config, config.data.zeroshot_prompt, coop), True),
@@ -141,22 +143,32 @@ def _evaluate(config, model, frozen, tok, spec, mesh, evals, adapter_params):
     # Hashing the weights (600 MB on ViT-B/16) only when some split can be cached (not TFDS).
     weights = (zeroshot_cache.weights_digest(frozen)
                if zeroshot_cache.any_cacheable(e.source for e in evals.values()) else "")
-    for kind, (row_spec, params, template_of, cached) in rows.items():
-        class_features = evaluate.make_class_features(model, row_spec, mesh)
-        accuracy = evaluate.make_accuracy(model, row_spec, mesh, model.config.vision.image_size,
-                                          config.eval.batch_size, config.data.num_threads)
-        for split, e in evals.items():
-            ids = evaluate.prompt_ids(tok, e.classnames, template_of(e.coop_template))
-            entry = zeroshot_cache.key(weights, ids, e.source, e.indices,
-                                       model.config.vision.image_size, config.eval.batch_size,
-                                       mesh.devices.size) if cached else None
-            hit = zeroshot_cache.load(entry)
-            if hit is None:
-                acc, counted = accuracy(frozen, params, class_features(frozen, params, ids),
-                                        e.source, e.indices)
-                zeroshot_cache.store(entry, acc, counted)
-            else:
-                acc, counted = hit
+    size, batch, threads = (model.config.vision.image_size, config.eval.batch_size,
+                            config.data.num_threads)
+    class_features = {k: evaluate.make_class_features(model, r[0], mesh) for k, r in rows.items()}
+    accuracy = {k: evaluate.make_accuracy(model, r[0], mesh, size, batch, threads)
+                for k, r in rows.items()}
+    joint = evaluate.make_joint_accuracy(model, spec, mesh, size, batch, threads)
+    for split, e in evals.items():
+        ids, entries, got = {}, {}, {}
+        for kind, (_, _, template_of, cached) in rows.items():
+            ids[kind] = evaluate.prompt_ids(tok, e.classnames, template_of(e.coop_template))
+            entries[kind] = zeroshot_cache.key(weights, ids[kind], e.source, e.indices, size,
+                                               batch, mesh.devices.size) if cached else None
+            hit = zeroshot_cache.load(entries[kind])
+            if hit is not None:
+                got[kind] = hit
+        feats = {kind: class_features[kind](frozen, rows[kind][1], ids[kind])
+                 for kind in rows if kind not in got}
+        if "adapted" in rows and "zeroshot" not in got:  # one pass over the images for both
+            got["adapted"], got["zeroshot"] = joint(frozen, adapter_params, feats["adapted"],
+                                                    feats["zeroshot"], e.source, e.indices)
+            zeroshot_cache.store(entries["zeroshot"], *got["zeroshot"])
+        for kind, (_, params, _, _) in rows.items():
+            if kind not in got:
+                got[kind] = accuracy[kind](frozen, params, feats[kind], e.source, e.indices)
+                zeroshot_cache.store(entries[kind], *got[kind])
+        for kind, (acc, counted) in got.items():
             if counted == 0 or counted < config.data.min_usable * len(e.indices):
                 raise data.DataError(
                     f"evaluation split {split!r}: only {counted} of {len(e.indices)} images "
