@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 from absl import app, flags
 
-from adaring_jax import adapters
+from adaring_jax import adapters, host
 from adaring_jax.models import clip
 from benchmarks import step_time, train_step
 from configs import fewshot
@@ -175,6 +175,7 @@ def ring_materialization_seconds(config, repeats: int = 20) -> float:
 
 def main(argv):
     del argv
+    host.tune_malloc()  # as every command does; it applies to torch's buffers too
     arch, batch, classes = _ARCH.value, _BATCH.value, _CLASSES.value
     ours = {}
     for m in ("adaring", "mma"):

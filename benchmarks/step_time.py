@@ -19,6 +19,7 @@ import jax
 from absl import app, flags
 from ml_collections import config_flags
 
+from adaring_jax import host
 from adaring_jax.job import backbone
 from benchmarks.train_step import prepare, run_once
 
@@ -78,6 +79,7 @@ def compare_methods(config, methods, batch, classes, tokens, repeats) -> dict:
 def main(argv):
     del argv
     config = _CONFIG.value
+    host.tune_malloc()  # as every command does (adaring_jax/host.py)
     if not config.model.arch:
         raise app.UsageError("this benchmark uses random weights: pass arch=<preset> in the "
                              "config argument, e.g. configs/fewshot.py:arch=vit_b16")
