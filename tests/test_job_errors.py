@@ -96,7 +96,7 @@ def test_bad_config_arguments(tmp_path):
 def test_validation_names_the_field_for_every_numeric_mistake():
     from configs import fewshot
     for field, value in (("optim.batch_size", 0), ("log_every", 0), ("checkpoint_every", 0),
-                         ("max_to_keep", 0), ("data.num_threads", 0), ("data.crop_scale", 0.0),
+                         ("max_to_keep", 0), ("data.num_threads", -1), ("data.crop_scale", 0.0),
                          ("data.min_usable", 1.5), ("adapter.alpha", 0.0), ("adapter.hidden", 0),
                          ("optim.steps", -1), ("seed", -1), ("model.init_seed", -2),
                          ("optim.momentum", 1.5), ("adapter.max_mode", 1), ("adapter.ranks", ()),
