@@ -23,10 +23,11 @@ Every run is `python -m adaring_jax.main` with the config in its workdir
 resumes where it stopped, and an unfinished one resumes from its last checkpoint. The test sets
 hold `TEST_IMAGES` images (2,560 per base/novel half: standard error <= 1 point per accuracy).
 
-Measured so far (2026-12-02, 2 shared CPU cores): seed 1 of the main table at the embedded
-recipe's rate, 50 runs in 24.3 min (about 6 min per method and seed); average HM over the ten
-tasks: zero-shot 49.45, CoOp (256 params) 53.72, AdaRing (5,160) 59.67, CLIP-LoRA (11,520)
-63.68, MMA (57,600) 65.34. The full plan is 498 runs, about 7 hours.
+Measured so far (2026-12-02, 2 shared CPU cores; experiments/suite.md): the tuning (chosen
+rates: CLIP-LoRA 0.03, the others 0.01) and the base-to-novel table over seeds 1-3, 202 runs of
+29-45 s each; average HM over the ten tasks: zero-shot 49.45, CoOp (256 params) 53.89 +- 0.31,
+AdaRing (5,160) 61.65 +- 1.73, CLIP-LoRA (11,520) 63.66 +- 0.66, MMA (57,600) 65.86 +- 0.52.
+The full plan is 498 runs, about 5 hours.
 """
 
 from __future__ import annotations
