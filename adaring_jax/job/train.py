@@ -160,7 +160,8 @@ def _evaluate(config, model, frozen, tok, spec, mesh, evals, adapter_params):
                 got[kind] = hit
         feats = {kind: class_features[kind](frozen, rows[kind][1], ids[kind])
                  for kind in rows if kind not in got}
-        if "adapted" in rows and "zeroshot" not in got:  # one pass over the images for both
+        if len(rows) == 2 and not got:  # both rows, zero-shot (the cacheable one) not cached:
+            # one pass over the images for both
             got["adapted"], got["zeroshot"] = joint(frozen, adapter_params, feats["adapted"],
                                                     feats["zeroshot"], e.source, e.indices)
             zeroshot_cache.store(entries["zeroshot"], *got["zeroshot"])
