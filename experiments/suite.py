@@ -27,7 +27,8 @@ Measured so far (2026-12-02, 2 shared CPU cores; experiments/suite.md): the tuni
 rates: CLIP-LoRA 0.03, the others 0.01) and the base-to-novel table over seeds 1-3, 202 runs of
 29-45 s each; average HM over the ten tasks: zero-shot 49.45, CoOp (256 params) 53.89 +- 0.31,
 AdaRing (5,160) 61.65 +- 1.73, CLIP-LoRA (11,520) 63.66 +- 0.66, MMA (57,600) 65.86 +- 0.52.
-The full plan is 498 runs, about 5 hours.
+Transfer from `shapes`, target average: zero-shot 43.59, AdaRing 36.05 +- 1.93, CoOp 32.86,
+MMA 32.52, CLIP-LoRA 26.41. The full plan is 498 runs, about 5 hours.
 """
 
 from __future__ import annotations
