@@ -77,8 +77,9 @@ MAIN = (Variant("coop", "coop", "CoOp (4 context vectors)"),
         Variant("adaring", "adaring", "AdaRing (ranks 2+4)"))
 FRONT = (Variant("coop_x8", "coop", "CoOp (8 random context vectors)",
                  fields=(("adapter.ctx_init", ""), ("adapter.n_ctx", 8))),
-         Variant("coop_x16", "coop", "CoOp (16 random context vectors)",
-                 fields=(("adapter.ctx_init", ""), ("adapter.n_ctx", 16))),
+         # 12, not CoOp's 16: the embedded text tower's prompts are 16 tokens (at most 13 fit)
+         Variant("coop_x12", "coop", "CoOp (12 random context vectors)",
+                 fields=(("adapter.ctx_init", ""), ("adapter.n_ctx", 12))),
          Variant("clip_lora_r1", "clip_lora", "CLIP-LoRA (rank 1)", fields=(("adapter.rank", 1),)),
          Variant("clip_lora_r4", "clip_lora", "CLIP-LoRA (rank 4)", fields=(("adapter.rank", 4),)),
          Variant("mma_h8", "mma", "MMA (bottleneck 8)", fields=(("adapter.hidden", 8),)),
