@@ -6,6 +6,7 @@ examples and examples split across hosts are each counted exactly once.
 
 from __future__ import annotations
 
+import collections
 from typing import Sequence
 
 import jax
@@ -42,32 +43,63 @@ def make_class_features(model: clip.CLIP, spec: adapters.Spec, mesh):
     return class_features
 
 
+def _global_batch(batch_size: int, mesh) -> int:
+    """`batch_size` rounded up to a multiple of the device count (padding is masked out)."""
+    devices = mesh.devices.size
+    return -(-batch_size // devices) * devices
+
+
+def _correct(img, class_feats, batch):
+    """Masked count of correct argmax predictions. Unscaled cosines: the argmax is the same
+    as that of CLIP's scaled logits."""
+    logits = clip.normalize(img) @ class_feats.T
+    return ((logits.argmax(-1) == batch["label"]).astype(jnp.float32) * batch["mask"]).sum()
+
+
+IN_FLIGHT = 2  # evaluation batches dispatched ahead of the one whose counts are read
+
+
+def _summed(counts, args, source, indices, mesh, batch_size, image_size, num_threads):
+    """Sums over the evaluation batches of `counts(*args, batch)`, a tuple whose last entry
+    is the number of examples counted, as ((percent, counted), ...) for the other entries.
+    Up to `IN_FLIGHT` batches are dispatched before the oldest one's counts are read, so the
+    host prepares the next batch while the device computes (and queued inputs stay bounded);
+    the per-batch counts are whole numbers, summed exactly on the host."""
+    pending, sums = collections.deque(), None
+
+    def read_oldest():
+        got = np.asarray(jax.device_get(pending.popleft()), np.float64)
+        return got if sums is None else sums + got
+
+    for local in data.eval_batches(source, indices, batch_size, image_size,
+                                   jax.process_index(), jax.process_count(), num_threads):
+        pending.append(counts(*args, sharding.global_batch(local, mesh)))
+        if len(pending) > IN_FLIGHT:
+            sums = read_oldest()
+    while pending:
+        sums = read_oldest()
+    total = max(float(sums[-1]), 1.0)
+    return tuple((100.0 * float(c) / total, int(sums[-1])) for c in sums[:-1])
+
+
 def make_accuracy(model: clip.CLIP, spec: adapters.Spec, mesh, image_size: int,
                   batch_size: int, num_threads: int = 0):
     """accuracy(frozen, adapter params, class features, source, indices) ->
     (percent correct, images counted); unreadable images are not counted. The global batch is
     `batch_size` rounded up to a multiple of the device count (padding is masked out), so
     CoOp's 100 runs on any mesh."""
-    devices = mesh.devices.size
-    batch_size = -(-batch_size // devices) * devices
+    batch_size = _global_batch(batch_size, mesh)
 
     @jax.jit
     def counts(frozen, adapter_params, class_feats, batch):
         layer = adapters.layer_adapters(adapter_params, spec)["vision"]
         img = clip.encode_image(model, frozen, batch["image"], layer)
-        # Unscaled cosines: the argmax is the same as that of CLIP's scaled logits.
-        logits = clip.normalize(img) @ class_feats.T
-        correct = (logits.argmax(-1) == batch["label"]).astype(jnp.float32) * batch["mask"]
-        return correct.sum(), batch["mask"].sum()
+        return _correct(img, class_feats, batch), batch["mask"].sum()
 
-    def accuracy(frozen, adapter_params, class_feats, source, indices) -> float:
-        correct = total = 0.0
-        for local in data.eval_batches(source, indices, batch_size, image_size,
-                                       jax.process_index(), jax.process_count(), num_threads):
-            c, n = counts(frozen, adapter_params, class_feats, sharding.global_batch(local, mesh))
-            correct += float(c)
-            total += float(n)
-        return 100.0 * correct / max(total, 1.0), int(total)
+    def accuracy(frozen, adapter_params, class_feats, source, indices) -> tuple[float, int]:
+        (result,) = _summed(counts, (frozen, adapter_params, class_feats), source, indices,
+                            mesh, batch_size, image_size, num_threads)
+        return result
 
     return accuracy
 
@@ -79,14 +111,9 @@ def make_joint_accuracy(model: clip.CLIP, spec: adapters.Spec, mesh, image_size:
     images: each is decoded once, and the frozen vision layers below the first adapted block
     run once for both (CoOp's vision tower is all frozen: one image feature for both). The
     same accuracies as two `make_accuracy` passes (tested bit for bit)."""
-    devices = mesh.devices.size
-    batch_size = -(-batch_size // devices) * devices
+    batch_size = _global_batch(batch_size, mesh)
     start = spec.first_block("vision")
     start = model.config.vision.layers if start is None else start
-
-    def correct(img, class_feats, batch):
-        logits = clip.normalize(img) @ class_feats.T
-        return ((logits.argmax(-1) == batch["label"]).astype(jnp.float32) * batch["mask"]).sum()
 
     @jax.jit
     def counts(frozen, adapter_params, adapted_feats, zeroshot_feats, batch):
@@ -95,20 +122,12 @@ def make_joint_accuracy(model: clip.CLIP, spec: adapters.Spec, mesh, image_size:
         trunk = model.apply(params, batch["image"], start, method=clip.CLIP.image_hidden)
         img = model.apply(params, trunk, start, layer, method=clip.CLIP.image_from_hidden)
         img0 = model.apply(params, trunk, start, method=clip.CLIP.image_from_hidden)
-        return (correct(img, adapted_feats, batch), correct(img0, zeroshot_feats, batch),
+        return (_correct(img, adapted_feats, batch), _correct(img0, zeroshot_feats, batch),
                 batch["mask"].sum())
 
     def joint(frozen, adapter_params, adapted_feats, zeroshot_feats, source, indices):
-        hits = [0.0, 0.0]
-        total = 0.0
-        for local in data.eval_batches(source, indices, batch_size, image_size,
-                                       jax.process_index(), jax.process_count(), num_threads):
-            a, z, n = counts(frozen, adapter_params, adapted_feats, zeroshot_feats,
-                             sharding.global_batch(local, mesh))
-            hits[0] += float(a)
-            hits[1] += float(z)
-            total += float(n)
-        return tuple((100.0 * h / max(total, 1.0), int(total)) for h in hits)
+        return _summed(counts, (frozen, adapter_params, adapted_feats, zeroshot_feats), source,
+                       indices, mesh, batch_size, image_size, num_threads)
 
     return joint
 
