@@ -1,11 +1,19 @@
 r"""The wall clock of a table, not of a step: one method over seeds plus the zero-shot row,
 with the caches off (every run compiles and evaluates zero-shot CLIP itself) and warm.
 
-    python -m benchmarks.table_time                                 # shapes_medium, adaring, seeds 1-3
-    python -m benchmarks.table_time --task=shapes --method=mma --seeds=1,2
+    python -m benchmarks.table_time                       # the evidence table: adaring, seeds 1-3
+    python -m benchmarks.table_time --table=suite --task=shapes_medium
+    python -m benchmarks.table_time --method=mma --seeds=1,2
+
+Tables (`--table`):
+- `evidence` (default): the embedded evidence table (experiments/embedded_evidence.py), whose
+  21 runs took an hour: each run is the default job (`configs/fewshot.py`: base-to-novel on
+  the shapes world's target domain, 12,800 + 12,800 test images) at one seed;
+- `suite`: the evidence suite's base-to-novel config (experiments/suite.py) on `--task`, with
+  its 2,560 + 2,560 test images: training is a larger share of each run.
 
 Each pass runs the table's runs one after another as `python -m adaring_jax.main` processes
-(the suite's base-to-novel config, experiments/suite.py) in fresh workdirs:
+in fresh workdirs:
 1. before: the code of `--before` (default `BEFORE`, the last commit before the time-to-a-table
    work: no caches, glibc's malloc defaults, every image decoded each epoch, 4 reader threads),
    taken from this clone's git history (`git archive`) into the run folder;
@@ -31,7 +39,9 @@ import time
 
 from absl import app, flags
 
-_TASK = flags.DEFINE_string("task", "shapes_medium", "suite task (dataset name)")
+_TABLE = flags.DEFINE_enum("table", "evidence", ["evidence", "suite"],
+                           "evidence: the default job per seed; suite: the suite's config")
+_TASK = flags.DEFINE_string("task", "shapes_medium", "suite task (dataset name; --table=suite)")
 _METHOD = flags.DEFINE_string("method", "adaring", "method of the table's row")
 _SEEDS = flags.DEFINE_list("seeds", ["1", "2", "3"], "seeds of the row")
 _SMOKE = flags.DEFINE_bool("smoke", False, "the smoke recipe (tests: seconds per run)")
@@ -44,11 +54,16 @@ PARTS = ("prepare", "compile", "train", "eval", "other")
 BEFORE = "5912206"  # the parent of bc51f01, the first commit of the time-to-a-table issue
 
 
+def _config_file() -> str:
+    return "configs/fewshot.py" if _TABLE.value == "evidence" else "configs/base2novel.py"
+
+
 def _runs():
     """(config argument, label) of the table's runs: the zero-shot row, then the seeds."""
     extra = ",smoke" if _SMOKE.value else ""
-    rows = [(f"method=zeroshot,dataset={_TASK.value},seed=1{extra}", "zero-shot")]
-    rows += [(f"method={_METHOD.value},dataset={_TASK.value},seed={s}{extra}",
+    task = "" if _TABLE.value == "evidence" else f"dataset={_TASK.value},"
+    rows = [(f"method=zeroshot,{task}seed=1{extra}", "zero-shot")]
+    rows += [(f"method={_METHOD.value},{task}seed={s}{extra}",
               f"{_METHOD.value} seed {s}") for s in _SEEDS.value]
     return rows
 
@@ -75,9 +90,9 @@ def _pass(top: str, name: str, env: dict, cwd: str = ROOT) -> dict:
     results = []
     for arg, _ in _runs():
         workdir = os.path.join(top, name, arg.replace(",", "_").replace("=", "-"))
-        cmd = [sys.executable, "-m", "adaring_jax.main", f"--config=configs/base2novel.py:{arg}",
+        cmd = [sys.executable, "-m", "adaring_jax.main", f"--config={_config_file()}:{arg}",
                f"--workdir={workdir}"]
-        if not _SMOKE.value:
+        if _TABLE.value == "suite" and not _SMOKE.value:
             cmd.append("--config.data.shapes_size.test=5120")  # the suite's test size
         start = time.monotonic()
         out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
@@ -111,7 +126,8 @@ def main(argv):
     _pass(top, "cold", base)
     passes["warm"] = warm = _pass(top, "warm", base)
     same = all(p["results"] == warm["results"] for p in passes.values())
-    print(f"table: {_TASK.value}, zero-shot + {_METHOD.value} seeds {','.join(_SEEDS.value)} "
+    where = "the default job" if _TABLE.value == "evidence" else f"suite task {_TASK.value}"
+    print(f"table: {where}, zero-shot + {_METHOD.value} seeds {','.join(_SEEDS.value)} "
           f"({len(_runs())} runs, one after another)")
     print("| pass | wall s | " + " | ".join(PARTS) + " |")
     print("|---|---|" + "---|" * len(PARTS))
