@@ -161,3 +161,49 @@ def test_malloc_tuning_applies_once_per_process_and_switches_off():
     assert out.returncode == 0, out.stderr[-2000:]
     on = "True" if platform.libc_ver()[0] == "glibc" else "False"
     assert out.stdout.split() == [on, "False"]
+
+
+def test_rendered_test_images_are_cached_byte_identical_and_keyed_by_what_they_are(
+        tmp_path, monkeypatch):
+    import numpy as np
+    from adaring_jax.data import image_cache, shapes_suite
+    from adaring_jax.data.source import Subset
+
+    monkeypatch.setenv("ADARING_CACHE_DIR", str(tmp_path))
+    for var in ("ADARING_CACHE", "ADARING_IMAGES_CACHE"):
+        monkeypatch.delenv(var, raising=False)
+    base = shapes_suite.SuiteSource("shapes_lookalike", "test", size=64, image_size=16)
+    view = Subset(base, np.arange(10, 50), label_map=np.arange(16)[::-1])  # relabelled view
+    wanted = np.array([3, 0, 17, 39, 3])
+    got, pos = image_cache.rendered(view, wanted, threads=2)
+    assert list(pos) == [0, 1, 2, 3, 4]
+    for j, i in enumerate(wanted):
+        assert np.array_equal(got[j]["image"], view[i]["image"])
+        assert got[j]["label"] == view[i]["label"]
+    files = sorted((tmp_path / "images").rglob("*.npy"))
+    assert len(files) == 1
+
+    # The second time they are read back, not rendered.
+    def no_render(*_):
+        raise AssertionError("rendered again")
+    monkeypatch.setattr(shapes_suite.SuiteSource, "render_batch", no_render)
+    again, _ = image_cache.rendered(view, wanted)
+    assert np.array_equal(again.images, got.images)
+    monkeypatch.undo()
+    monkeypatch.setenv("ADARING_CACHE_DIR", str(tmp_path))
+
+    # Another seed, image size or index set is another entry; a broken entry is rendered again.
+    other = shapes_suite.SuiteSource("shapes_lookalike", "test", size=64, image_size=16, seed=1)
+    image_cache.rendered(other, wanted)
+    image_cache.rendered(base, wanted)
+    assert len(list((tmp_path / "images").rglob("*.npy"))) == 3
+    files[0].write_bytes(b"not an array")
+    fixed, _ = image_cache.rendered(view, wanted)
+    assert np.array_equal(fixed.images, got.images)
+
+    # Off, or several processes: the source itself.
+    monkeypatch.setenv("ADARING_IMAGES_CACHE", "0")
+    assert image_cache.rendered(view, wanted)[0] is view
+    monkeypatch.delenv("ADARING_IMAGES_CACHE")
+    assert image_cache.rendered(view, wanted, process_count=2)[0] is view
+    assert caches.images_dir({"ADARING_CACHE": "0"}) is None

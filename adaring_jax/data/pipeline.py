@@ -30,6 +30,7 @@ import grain
 import numpy as np
 from PIL import Image
 
+from adaring_jax.data import image_cache
 from adaring_jax.models import preprocess
 
 
@@ -165,7 +166,8 @@ def eval_batches(source, indices, global_batch: int, image_size: int, process_in
     so that every example is counted exactly once across processes."""
     if global_batch % process_count:
         raise ValueError(f"global batch {global_batch} is not divisible by {process_count}")
-    indices = np.asarray(indices, np.int64)
+    # Rendered test sets come from the per-user image cache (rendered once per table).
+    source, indices = image_cache.rendered(source, indices, process_count, threads(num_threads))
     local = global_batch // process_count
     num_batches = max(1, math.ceil(len(indices) / global_batch))
     padded = np.full(num_batches * global_batch, -1, np.int64)

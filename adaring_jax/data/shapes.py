@@ -298,6 +298,10 @@ class ShapesSource(RenderedSource):
         self.split, self.domain = split, domain
         self.classnames = list(CLASSNAMES)
 
+    def describe(self) -> str:
+        """What the examples are (with an index, one image), for content-keyed caches."""
+        return f"shapes|{self.domain}|{self.split}|{self.seed}|{self.image_size}"
+
     def caption(self, i) -> str:
         return caption(self._index(i), seed=self.seed, domain=self.domain, split=self.split)
 

@@ -218,6 +218,10 @@ class SuiteSource(shapes.RenderedSource):
         self.task, self.split = TASKS[task], split
         self.classnames = self.task.classnames
 
+    def describe(self) -> str:
+        """What the examples are (with an index, one image), for content-keyed caches."""
+        return f"suite|{self.task!r}|{self.split}|{self.seed}|{self.image_size}"
+
     def _render(self, indices) -> np.ndarray:
         return render(self.task, indices, seed=self.seed, split=self.split,
                       image_size=self.image_size)

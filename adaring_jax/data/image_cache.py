@@ -1,0 +1,111 @@
+"""Rendered test images kept on disk: a table's runs render each test set once.
+
+A rendered source's images (the `shapes` world and its suite) are a pure function of the
+source's arguments, the indices and the renderer's code, and rendering is most of what an
+evaluation of the embedded tasks costs on CPU: the default job's 25,600 test images take
+longer to render than to classify. `rendered(source, indices)` returns the examples as an
+in-memory source, rendering them (in threads, byte-identical to `source[i]`) and storing them
+under `caches.images_dir()` the first time, reading them back every other time.
+
+The key is a SHA-256 of the source's description (`describe()`: generator, split, domain or
+task, seed, image size), the indices and the bytes of the renderer's modules, so any change
+to those is a miss. Files and TFDS sources are not cached (their decoding is theirs to
+change); neither is anything when the cache is off (`ADARING_CACHE=0` or
+`ADARING_IMAGES_CACHE=0`) or under several processes. A miss only costs the rendering.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import os
+import tempfile
+
+import numpy as np
+
+from adaring_jax import caches
+from adaring_jax.data import shapes, shapes_suite, source as sources
+
+_CODE = (shapes.__file__, shapes_suite.__file__)
+_CHUNK = 512  # images rendered per call
+
+
+class _Rendered:
+    """Examples 0..n-1: the cached images and their labels."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, base):
+        self.images, self.label_of = images, labels
+        self.classnames, self.template = base.classnames, base.template
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def labels(self) -> np.ndarray:
+        return self.label_of
+
+    def __getitem__(self, i: int) -> dict:
+        return {"image": self.images[i], "label": int(self.label_of[i])}
+
+
+def _base(source, indices: np.ndarray):
+    """(the rendered source under `source`, its indices of `indices`), or (None, None)."""
+    while isinstance(source, sources.Subset):
+        indices = source.indices[indices]
+        source = source.source
+    if isinstance(source, shapes.RenderedSource) and hasattr(source, "describe"):
+        return source, indices
+    return None, None
+
+
+def _key(base, inner: np.ndarray) -> str:
+    h = hashlib.sha256(base.describe().encode() + b"\0")
+    h.update(np.ascontiguousarray(inner, np.int64).tobytes())
+    for path in _CODE:
+        with open(path, "rb") as f:
+            h.update(os.path.basename(path).encode() + b"\0" + f.read())
+    return h.hexdigest()
+
+
+def _render(base, inner: np.ndarray, threads: int) -> np.ndarray:
+    chunks = [inner[i:i + _CHUNK] for i in range(0, len(inner), _CHUNK)]
+    with concurrent.futures.ThreadPoolExecutor(max(1, threads)) as pool:
+        parts = list(pool.map(base.render_batch, chunks))
+    size = base.image_size
+    return np.concatenate(parts) if parts else np.zeros((0, size, size, 3), np.uint8)
+
+
+def _store(path: str, images: np.ndarray) -> None:
+    """Write atomically (another run may read the same entry); a cache that cannot be written
+    is skipped: it only saves time."""
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, images)
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
+def rendered(source, indices, process_count: int = 1, threads: int = 1):
+    """(source, indices) to evaluate: for a rendered source with the cache on, an in-memory
+    source of examples 0..n-1 holding `source[indices]`; otherwise the arguments unchanged."""
+    where = caches.images_dir()
+    indices = np.asarray(indices, np.int64)
+    base, inner = _base(source, indices)
+    if where is None or process_count != 1 or base is None or len(indices) == 0:
+        return source, indices
+    key = _key(base, inner)
+    path = os.path.join(where, key[:2], key + ".npy")
+    images = None
+    try:
+        images = np.load(path, mmap_mode="r")
+        if images.shape != (len(inner), base.image_size, base.image_size, 3):
+            images = None
+    except (OSError, ValueError):
+        images = None
+    if images is None:
+        images = _render(base, inner, threads)
+        _store(path, images)
+    labels = np.asarray(source.labels(), np.int64)[indices]
+    return _Rendered(images, labels, base), np.arange(len(indices), dtype=np.int64)
