@@ -25,7 +25,8 @@ Per pass it prints the wall clock and its split from each run's results.json: pr
 and backbone/task preparation (`prepare`), the first step (compile), the other training
 steps, evaluation (zero-shot and adapted, decoding included); and the ratios before / warm and
 off / warm. The results must be identical in every pass. All passes run in this one script on
-the same machine, so only the ratios carry over.
+the same machine, so only the ratios carry over. Measured (2026-12-02, 2 idle cores, clean clone):
+before 296.5 s, off 187.1 s, warm 122.3 s: 2.42x (README "Time to a table").
 """
 
 from __future__ import annotations
