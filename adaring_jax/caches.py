@@ -9,13 +9,14 @@ other method and seed of a table. Both are kept on disk and reused:
 - `zeroshot/`: zero-shot accuracies keyed by the content of what they depend on
   (`job/zeroshot_cache.py`: the weights, the prompt ids, the images, the code);
 - `images/`: the rendered test images of the embedded tasks, keyed by the generator's
-  arguments, the indices and the renderer's code (`data/image_cache.py`; 3 KB an image, 78 MB
+  arguments, the indices and the renderer's code (`data/image_cache.py`; 3 KB an image, 76 MB
   for the default job's test set).
 
 Where: `$ADARING_CACHE_DIR`, else `$XDG_CACHE_HOME/adaring-jax` (default
 `~/.cache/adaring-jax`); JAX's own `$JAX_COMPILATION_CACHE_DIR` wins for the programs. Off:
 `ADARING_CACHE=0` for all, `ADARING_COMPILATION_CACHE=0`, `ADARING_ZEROSHOT_CACHE=0` or
-`ADARING_IMAGES_CACHE=0` for one. A cache cannot change a result (a miss computes); deleting the folders is always safe.
+`ADARING_IMAGES_CACHE=0` for one. A cache cannot change a result (a miss computes); deleting
+the folders is always safe.
 """
 
 from __future__ import annotations

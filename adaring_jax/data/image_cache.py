@@ -17,6 +17,7 @@ change); neither is anything when the cache is off (`ADARING_CACHE=0` or
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import hashlib
 import os
 import tempfile
@@ -57,12 +58,20 @@ def _base(source, indices: np.ndarray):
     return None, None
 
 
+@functools.cache
+def _code() -> bytes:
+    """The renderer's modules, read once per process."""
+    parts = []
+    for path in _CODE:
+        with open(path, "rb") as f:
+            parts.append(os.path.basename(path).encode() + b"\0" + f.read())
+    return b"".join(parts)
+
+
 def _key(base, inner: np.ndarray) -> str:
     h = hashlib.sha256(base.describe().encode() + b"\0")
     h.update(np.ascontiguousarray(inner, np.int64).tobytes())
-    for path in _CODE:
-        with open(path, "rb") as f:
-            h.update(os.path.basename(path).encode() + b"\0" + f.read())
+    h.update(_code())
     return h.hexdigest()
 
 

@@ -75,10 +75,8 @@ def _images(source, indices: np.ndarray) -> str | None:
     if isinstance(source, sources.Subset):
         inner = source.indices[indices]
         return _images(source.source, inner)
-    if isinstance(source, shapes.ShapesSource):
-        what = f"shapes|{source.domain}|{source.split}|{source.seed}|{source.image_size}"
-    elif isinstance(source, shapes_suite.SuiteSource):
-        what = (f"suite|{source.task!r}|{source.split}|{source.seed}|{source.image_size}")
+    if isinstance(source, (shapes.ShapesSource, shapes_suite.SuiteSource)):
+        what = source.describe()  # the generator's arguments
     elif isinstance(source, FolderSource):
         rows = []
         for i in np.asarray(indices).tolist():
