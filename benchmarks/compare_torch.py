@@ -11,7 +11,8 @@ reading each block's first LayerNorm output, added to the block's output) in blo
 both towers, every class prompt through the whole text tower at 77 tokens each step,
 cross-entropy on scaled cosine logits, SGD with momentum over the adapters only. A second
 reference cuts the prompts to 16 tokens. Ours: `benchmarks.train_step.prepare` for `adaring`
-(ranks 2+4+8, generalization-aware loss) and `mma`, cut + cached prompts. Also printed: our
+(ranks 2+4+8, generalization-aware loss) and `mma`, cut + cached prompts, each also with
+`model.fast_step` (layers unrolled, attention heads-major: other rounding, same FLOPs). Also printed: our
 steps' matmul FLOPs (counted from the architecture: `analytic_flops`), the ceiling of a large
 f32 matmul here, MFU, and the cost of materializing AdaRing's rings (jitted alone) as a share of its step.
 """
@@ -179,8 +180,12 @@ def main(argv):
     arch, batch, classes = _ARCH.value, _BATCH.value, _CLASSES.value
     ours = {}
     for m in ("adaring", "mma"):
-        c = fewshot.get_config(f"arch={arch},method={m}")
-        ours[m] = train_step.prepare(c, batch, classes, 10, cached=True)
+        for fast in (False, True):
+            c = fewshot.get_config(f"arch={arch},method={m}")
+            c.unlock()
+            c.model.fast_step = fast
+            ours[m + ", fast_step" * fast] = train_step.prepare(c, batch, classes, 10,
+                                                                cached=True)
     refs = {f"PyTorch MMA ({t} tokens)": _torch_reference(arch, batch, classes, t)
             for t in (77, 16)}
     for step, _ in refs.values():  # warm-up
@@ -209,6 +214,7 @@ def main(argv):
                                        first, True, True),
              "mma": analytic_flops(arch, batch, classes, ours["mma"]["prompt_tokens"], first,
                                    True, False)}
+    flops.update({f"{m}, fast_step": flops[m] for m in ("adaring", "mma")})  # the same math
     print("| step | median s | reference (77 tok) / step | GFLOP (analytic) | MFU |")
     print("|---|---|---|---|---|")
     for name, t in med.items():

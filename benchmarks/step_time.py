@@ -2,6 +2,7 @@ r"""Time the compiled train step of an experiment config with random weights (no
 
     python -m benchmarks.step_time --config=configs/fewshot.py:arch=vit_b16 \
         --batch=8 --classes=100 [--repeats=5] [--prompts=both] [--methods=adaring,mma]
+    python -m benchmarks.step_time --methods=adaring,adaring:fast   # model.fast_step
 
 Reports compile time, median step time over `repeats` (warm-up excluded), images/s and peak
 memory (XLA's memory analysis of the compiled step; on GPU/TPU also the device's peak). With
@@ -31,8 +32,8 @@ _PROMPT_TOKENS = flags.DEFINE_integer("prompt_tokens", 10, "Tokens per class pro
                                       "start/end (CoOp-style prompts are ~8-16).")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed steps (after 2 warm-up steps).")
 _METHODS = flags.DEFINE_list("methods", [], "Time these methods' steps alternately instead "
-                              "(each from configs/fewshot.py:arch=ARCH,method=M) and print the "
-                              "ratios to the first.")
+                              "(each from configs/fewshot.py:arch=ARCH,method=M; M:fast with "
+                              "model.fast_step) and print the ratios to the first.")
 _PROMPTS = flags.DEFINE_enum("prompts", "cached", ["cached", "full", "both"],
                              "cached: cut + cache frozen text layers; full: 77 tokens, all "
                              "layers every step; both: time both and print the ratio.")
@@ -65,13 +66,18 @@ def time_step(config, batch: int, classes: int, tokens: int, repeats: int, cache
 
 def compare_methods(config, methods, batch, classes, tokens, repeats) -> dict:
     """Each method's step from configs/fewshot.py:arch=ARCH,method=M (its recipe; the adapted
-    blocks of `config`; cached prompts), timed alternately in this process."""
+    blocks of `config`; cached prompts), timed alternately in this process. `M:fast` is M
+    with `model.fast_step` on."""
     from configs import fewshot
     prepared = {}
     for m in methods:
-        c = fewshot.get_config(f"arch={config.model.arch},method={m}")
+        method, _, mode = m.partition(":")
+        if mode not in ("", "fast"):
+            raise app.UsageError(f"--methods entry {m!r}: write METHOD or METHOD:fast")
+        c = fewshot.get_config(f"arch={config.model.arch},method={method}")
         c.unlock()
         c.adapter.start, c.adapter.end = config.adapter.start, config.adapter.end
+        c.model.fast_step = mode == "fast"
         prepared[m] = prepare(c, batch, classes, tokens, cached=True)
     return time_alternately(prepared, repeats)
 

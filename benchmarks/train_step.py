@@ -57,7 +57,8 @@ def prepare(config, batch: int, classes: int, tokens: int, cached: bool) -> dict
         "image": rng.standard_normal((batch, size, size, 3)).astype(np.float32),
         "label": rng.integers(0, classes, batch).astype(np.int32),
         "mask": np.ones(batch, np.float32)}, mesh)
-    step = optim.make_train_step(model, spec, config.loss.to_dict(), opt, schedule, mesh)
+    step = optim.make_train_step(backbone.step_model(model, config), spec,
+                                 config.loss.to_dict(), opt, schedule, mesh)
     start = time.perf_counter()
     compiled = step.lower(state, frozen, batch_arrays, prompts, text_ref).compile()
     compile_s = time.perf_counter() - start

@@ -13,7 +13,7 @@ import pytest
 
 from adaring_jax import adapters, params as params_report
 from adaring_jax.adapters import adaring, tensor_ring as tr
-from adaring_jax.job import objective, optim
+from adaring_jax.job import backbone, objective, optim
 from adaring_jax.models import clip
 from configs import fewshot
 
@@ -386,10 +386,13 @@ def test_shared_vision_trunk_gives_the_loss_and_gradients_of_two_full_passes(tin
                                    atol=1e-6 * max(1.0, float(np.abs(w).max())))
 
 
-def test_remat_changes_memory_not_numbers(tiny):
-    """model.remat recomputes block activations in the backward pass: same loss, same grads."""
+@pytest.mark.parametrize("field", ["remat", "unrolled"])
+def test_remat_and_fast_step_change_speed_not_the_math(tiny, field):
+    """model.remat recomputes block activations in the backward pass; model.fast_step trains
+    the unrolled model (layers as straight-line code, heads-major attention). Both compute
+    the same loss and gradients, up to float rounding."""
     model, params, pixels, ids = tiny
-    remat = clip.CLIP(dataclasses.replace(model.config, remat=True))
+    remat = clip.CLIP(dataclasses.replace(model.config, **{field: True}))
     spec = _spec("adaring", ranks=(2, 4), max_mode=4)
     a = _randomize(adapters.init(spec, 1), 5, std=0.5)
     labels = jnp.array([0, 1, 2, 0])
@@ -403,10 +406,22 @@ def test_remat_changes_memory_not_numbers(tiny):
 
     (l0, g0), (l1, g1) = grads(model), grads(remat)
     np.testing.assert_allclose(float(l1), float(l0), rtol=1e-6)
+    assert jax.tree.structure(g1) == jax.tree.structure(g0)
     for x, y in zip(jax.tree.leaves(g1), jax.tree.leaves(g0)):
         y = np.asarray(y)
         np.testing.assert_allclose(np.asarray(x), y, rtol=1e-5,
                                    atol=1e-6 * max(1.0, float(np.abs(y).max())))
+
+
+def test_fast_step_trains_the_unrolled_model_and_evaluates_the_default_one(tiny):
+    model = tiny[0]
+    config = fewshot.get_config("smoke")
+    assert backbone.step_model(model, config) is model
+    config.unlock()
+    config.model.fast_step = True
+    stepped = backbone.step_model(model, config)
+    assert stepped.config.unrolled and not model.config.unrolled
+    assert dataclasses.replace(stepped.config, unrolled=False) == model.config
 
 
 class _Pictures:

@@ -1,5 +1,6 @@
 """CLIP towers: parity with the PyTorch reference, parameter counts, adapter placement."""
 
+import dataclasses
 import os
 
 import flax.linen as nn
@@ -79,6 +80,28 @@ def _random_adapters(rng, layers, width, hidden=8, scale=0.5):
     kernels = tuple(0.3 * jax.random.normal(k[i], s) for i, s in enumerate(shapes))
     biases = tuple(0.1 * jax.random.normal(k[3 + i], (n, s[-1])) for i, s in enumerate(shapes))
     return clip.LayerAdapters(kernels, biases, scale, layers=tuple(layers))
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_heads_major_attention_is_jax_attention(causal):
+    """The unrolled model's attention (model.fast_step) is jax's, up to float rounding."""
+    rng = np.random.default_rng(3)
+    q, k, v = (jnp.asarray(rng.standard_normal((2, 7, 4, 8)), jnp.float32) for _ in range(3))
+    want = jax.nn.dot_product_attention(q, k, v, is_causal=causal)
+    got = clip.heads_major_attention(q, k, v, causal)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, atol=2e-6, rtol=0)
+
+
+def test_unrolled_model_has_the_same_parameters_and_features(tiny):
+    model, params, pixels, ids = tiny
+    unrolled = clip.CLIP(dataclasses.replace(model.config, unrolled=True))
+    assert (jax.tree.map(jnp.shape, clip.init_params(unrolled, jax.random.key(0)))
+            == jax.tree.map(jnp.shape, params))
+    np.testing.assert_allclose(clip.encode_image(unrolled, params, pixels),
+                               clip.encode_image(model, params, pixels), atol=2e-6, rtol=0)
+    np.testing.assert_allclose(clip.encode_text(unrolled, params, ids),
+                               clip.encode_text(model, params, ids), atol=2e-6, rtol=0)
 
 
 def test_zero_adapters_are_plain_clip(tiny):

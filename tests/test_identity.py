@@ -132,6 +132,27 @@ def test_finished_identical_rerun_changes_no_file(finished, tmp_path, capsys):
     assert _snapshot(workdir) == before
 
 
+def test_a_run_recorded_before_a_field_existed_has_its_implied_value(finished, tmp_path,
+                                                                    capsys):
+    config, source = finished
+    workdir = str(tmp_path / "run")
+    shutil.copytree(source, workdir)
+    path = os.path.join(workdir, "experiment.json")
+    saved = json.load(open(path))
+    record = saved.get("identity", saved)
+    for field in identity.IMPLIED:
+        assert record.pop(field) == identity.IMPLIED[field]
+    json.dump(saved, open(path, "w"))
+    before = _snapshot(workdir)
+    assert train.train_and_evaluate(config, workdir) == json.load(
+        open(os.path.join(source, "results.json")))
+    assert "| adapted |" in capsys.readouterr().out
+    for field, value in identity.IMPLIED.items():
+        with pytest.raises(UserError, match=f"{field}: the run has {json.dumps(value)}"):
+            train.train_and_evaluate(_with(config, field, _changed(value)), workdir)
+    assert _snapshot(workdir) == before
+
+
 def test_a_hand_edited_config_json_is_refused(finished, tmp_path):
     _, source = finished
     workdir = str(tmp_path / "run")

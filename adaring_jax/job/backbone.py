@@ -26,6 +26,14 @@ def compute_dtype(name: str) -> str:
     return "float32" if jax.default_backend() == "cpu" else "bfloat16"
 
 
+def step_model(model: clip.CLIP, config) -> clip.CLIP:
+    """The model the train step runs: `model`, unrolled when `config.model.fast_step`
+    (CLIPConfig.unrolled; the same parameters). Evaluation keeps `model`."""
+    if not config.model.get("fast_step", False):
+        return model
+    return clip.CLIP(dataclasses.replace(model.config, unrolled=True))
+
+
 def load(config, words: list[str]):
     """(model, frozen params, tokenizer) for `config.model`; `words` are the task's words (the
     vocabulary of random-weight models)."""

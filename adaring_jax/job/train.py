@@ -110,8 +110,8 @@ def _train(config, workdir, model, frozen, tok, spec, mesh, task, initial) -> lo
     a = initial
     state = jax.device_put({"adapters": a, "opt_state": opt.init(a),
                             "step": jnp.zeros((), jnp.int32)}, repl)
-    jitted = optim.make_train_step(model, spec, config.loss.to_dict(), opt, schedule, mesh,
-                                   config.seed)
+    jitted = optim.make_train_step(backbone.step_model(model, config), spec,
+                                   config.loss.to_dict(), opt, schedule, mesh, config.seed)
     step_fn = lambda state, batch: jitted(state, frozen, batch, prompts, text_ref)  # noqa: E731
     batches = lambda start, stop: (sharding.global_batch(b, mesh)  # noqa: E731
                                    for b in loader.batches(start, stop))

@@ -127,12 +127,30 @@ def _normal(std: float):
     return nn.initializers.normal(stddev=std)
 
 
+def heads_major_attention(q: Array, k: Array, v: Array, causal: bool) -> Array:
+    """Softmax attention of (B, T, heads, head_dim) arrays, as `jax.nn.dot_product_attention`
+    computes it (f32 logits scaled by head_dim**-0.5, masked with a large negative number,
+    f32 softmax), but with the values multiplied heads-major: (B, heads, T, S) @ (B, heads,
+    S, head_dim). XLA's CPU dot then needs no transposed copy of the probabilities, and the
+    probabilities-by-values product runs 2-3x faster; its sums are grouped differently, so
+    the result differs from jax's in the last bits."""
+    logits = jnp.einsum("BTNH,BSNH->BNTS", q, k, preferred_element_type=jnp.float32)
+    logits = logits * jnp.asarray(q.shape[-1] ** -0.5, logits.dtype)
+    if causal:
+        t, s = logits.shape[-2:]
+        big = jnp.asarray(-0.7 * float(jnp.finfo(logits.dtype).max), logits.dtype)
+        logits = jnp.where(jnp.tril(jnp.ones((t, s), bool)), logits, big)
+    probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
+    return jnp.swapaxes(probs @ jnp.swapaxes(v, 1, 2), 1, 2)
+
+
 class Attention(nn.Module):
     """Multi-head self-attention with Hugging Face's q/k/v/out projections (all with bias)."""
     width: int
     heads: int
     depth: int  # tower depth, for the initialization scale
     dtype: Any = jnp.float32
+    heads_major: bool = False  # `heads_major_attention` instead of jax's (CLIPConfig.unrolled)
 
     @nn.compact
     def __call__(self, x: Array, causal: bool, lora: tuple = (), lora_scale: float = 1.0,
@@ -152,7 +170,8 @@ class Attention(nn.Module):
                        for t, a, b in zip((q, k, v), lora[::2], lora[1::2]))
         q, k, v = split(q), split(k), split(v)
         # (B, T, heads, head_dim); scaled by head_dim**-0.5 as in CLIP. On GPU, XLA or cuDNN.
-        out = jax.nn.dot_product_attention(q, k, v, is_causal=causal)
+        out = (heads_major_attention(q, k, v, causal) if self.heads_major
+               else jax.nn.dot_product_attention(q, k, v, is_causal=causal))
         out = out.reshape(*out.shape[:-2], self.width)
         return proj("out_proj", self.width ** -0.5)(out)
 
@@ -180,6 +199,7 @@ class ResidualBlock(nn.Module):
     dtype: Any = jnp.float32
     lora_scale: float = 1.0  # static LoRA settings of the tower's adapters
     lora_dropout: float = 0.0
+    heads_major: bool = False
 
     @nn.compact
     def __call__(self, x: Array, adapter: tuple | None = None) -> Array:
@@ -188,7 +208,8 @@ class ResidualBlock(nn.Module):
         u = ln("layer_norm1")(x)
         kernels, biases, scale, lora, key = adapter if adapter is not None else ((),) * 5
         scaling, dropout = self.lora_scale, self.lora_dropout
-        y = x + Attention(c.width, c.heads, c.layers, self.dtype, name="self_attn")(
+        y = x + Attention(c.width, c.heads, c.layers, self.dtype, self.heads_major,
+                          name="self_attn")(
             u, self.causal, lora or (), scaling, dropout, key)
         y = y + MLP(c.width, c.mlp_dim, c.act, c.layers, self.dtype, name="mlp")(
             ln("layer_norm2")(y))
@@ -203,13 +224,15 @@ class Encoder(nn.Module):
     causal: bool
     dtype: Any = jnp.float32
     remat: bool = False  # recompute block activations in the backward pass
+    unrolled: bool = False  # CLIPConfig.unrolled
 
     @nn.compact
     def __call__(self, x: Array, adapters: LayerAdapters | None = None, start: int = 0,
                  stop: int | None = None) -> Array:
         block = ResidualBlock(self.cfg, self.causal, self.dtype,
                               getattr(adapters, "lora_scale", 1.0),
-                              getattr(adapters, "lora_dropout", 0.0), parent=None)
+                              getattr(adapters, "lora_dropout", 0.0), self.unrolled,
+                              parent=None)
         depth = self.cfg.layers
         stacked = self.param(
             "layers",
@@ -235,7 +258,7 @@ class Encoder(nn.Module):
         # measured). Training, which needs no such exactness, starts its adapted pass at the
         # first adapted block instead (`objective.loss_fn`), so no adapter arithmetic runs
         # below it there.
-        x, _ = jax.lax.scan(body, x, (sliced, per_layer))
+        x, _ = jax.lax.scan(body, x, (sliced, per_layer), unroll=self.unrolled)
         return x
 
 
@@ -279,12 +302,14 @@ class VisionTower(nn.Module):
     cfg: VisionConfig
     dtype: Any = jnp.float32
     remat: bool = False
+    unrolled: bool = False
 
     def setup(self):
         c = self.cfg
         self.embeddings = VisionEmbeddings(c, self.dtype)
         self.pre_layrnorm = nn.LayerNorm(epsilon=c.layer_norm_eps, dtype=self.dtype)
-        self.encoder = Encoder(c, causal=False, dtype=self.dtype, remat=self.remat)
+        self.encoder = Encoder(c, causal=False, dtype=self.dtype, remat=self.remat,
+                               unrolled=self.unrolled)
         self.post_layernorm = nn.LayerNorm(epsilon=c.layer_norm_eps, dtype=self.dtype)
 
     def embed(self, pixels: Array) -> Array:
@@ -337,11 +362,13 @@ class TextTower(nn.Module):
     cfg: TextConfig
     dtype: Any = jnp.float32
     remat: bool = False
+    unrolled: bool = False
 
     def setup(self):
         c = self.cfg
         self.embeddings = TextEmbeddings(c, self.dtype)
-        self.encoder = Encoder(c, causal=True, dtype=self.dtype, remat=self.remat)
+        self.encoder = Encoder(c, causal=True, dtype=self.dtype, remat=self.remat,
+                               unrolled=self.unrolled)
         self.final_layer_norm = nn.LayerNorm(epsilon=c.layer_norm_eps, dtype=self.dtype)
 
     def embed(self, input_ids: Array, context: Array | None = None) -> Array:
@@ -365,8 +392,8 @@ class CLIP(nn.Module):
     def setup(self):
         c = self.config
         dtype = jnp.dtype(c.dtype)
-        self.vision_model = VisionTower(c.vision, dtype, c.remat)
-        self.text_model = TextTower(c.text, dtype, c.remat)
+        self.vision_model = VisionTower(c.vision, dtype, c.remat, c.unrolled)
+        self.text_model = TextTower(c.text, dtype, c.remat, c.unrolled)
         self.visual_projection = nn.Dense(c.projection_dim, use_bias=False, dtype=dtype,
                                           kernel_init=_normal(c.vision.width ** -0.5))
         self.text_projection = nn.Dense(c.projection_dim, use_bias=False, dtype=dtype,
