@@ -77,9 +77,9 @@ def base_config(protocol: str, arg: ml_collections.ConfigDict) -> ml_collections
     # gradients move, and with them a trained run's digits.
     c.model.remat = False
     # Train with the layers unrolled and attention heads-major (CLIPConfig.unrolled): on 2
-    # CPU cores the step is 1.3x (ViT-B/16) to 2x (embedded) faster, above the PyTorch
-    # reference's MFU (README "Against PyTorch"); float sums round differently, so the
-    # digits are not the default's. Evaluation and zero-shot are unchanged by it.
+    # CPU cores the step is 1.2x (ViT-B/16) to 1.4x (embedded) faster, above the PyTorch
+    # reference's MFU on an AVX2 CPU (README "Against PyTorch"); float sums round
+    # differently, so the digits are not the default's. Evaluation and zero-shot never use it.
     c.model.fast_step = False
 
     # The method's own block (adaring_jax/adapters/<method>.py lists and explains its fields;

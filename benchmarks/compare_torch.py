@@ -12,9 +12,10 @@ both towers, every class prompt through the whole text tower at 77 tokens each s
 cross-entropy on scaled cosine logits, SGD with momentum over the adapters only. A second
 reference cuts the prompts to 16 tokens. Ours: `benchmarks.train_step.prepare` for `adaring`
 (ranks 2+4+8, generalization-aware loss) and `mma`, cut + cached prompts, each also with
-`model.fast_step` (layers unrolled, attention heads-major: other rounding, same FLOPs). Also printed: our
-steps' matmul FLOPs (counted from the architecture: `analytic_flops`), the ceiling of a large
-f32 matmul here, MFU, and the cost of materializing AdaRing's rings (jitted alone) as a share of its step.
+`model.fast_step` (layers unrolled, attention heads-major: other rounding, same FLOPs). Also
+printed: our steps' matmul FLOPs (counted from the architecture: `analytic_flops`), the
+ceiling of a large f32 matmul here, MFU, and the cost of materializing AdaRing's rings
+(jitted alone) as a share of its step.
 """
 
 from __future__ import annotations

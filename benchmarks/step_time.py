@@ -2,7 +2,8 @@ r"""Time the compiled train step of an experiment config with random weights (no
 
     python -m benchmarks.step_time --config=configs/fewshot.py:arch=vit_b16 \
         --batch=8 --classes=100 [--repeats=5] [--prompts=both] [--methods=adaring,mma]
-    python -m benchmarks.step_time --methods=adaring,adaring:fast   # model.fast_step
+    python -m benchmarks.step_time --config=configs/fewshot.py --batch=16 --classes=32 \
+        --methods=adaring,adaring:fast     # the embedded job's step, with model.fast_step
 
 Reports compile time, median step time over `repeats` (warm-up excluded), images/s and peak
 memory (XLA's memory analysis of the compiled step; on GPU/TPU also the device's peak). With
@@ -74,7 +75,9 @@ def compare_methods(config, methods, batch, classes, tokens, repeats) -> dict:
         method, _, mode = m.partition(":")
         if mode not in ("", "fast"):
             raise app.UsageError(f"--methods entry {m!r}: write METHOD or METHOD:fast")
-        c = fewshot.get_config(f"arch={config.model.arch},method={method}")
+        arch = (f"arch={config.model.arch}" if config.model.arch
+                else f"checkpoint={config.model.checkpoint}")
+        c = fewshot.get_config(f"{arch},method={method}")
         c.unlock()
         c.adapter.start, c.adapter.end = config.adapter.start, config.adapter.end
         c.model.fast_step = mode == "fast"
@@ -86,11 +89,9 @@ def main(argv):
     del argv
     config = _CONFIG.value
     host.tune_malloc()  # as every command does (adaring_jax/host.py)
-    if not config.model.arch:
-        raise app.UsageError("this benchmark uses random weights: pass arch=<preset> in the "
-                             "config argument, e.g. configs/fewshot.py:arch=vit_b16")
     print(f"device: {jax.devices()[0].device_kind} x{jax.device_count()}, "
-          f"method={config.method}, arch={config.model.arch}, batch={_BATCH.value}, "
+          f"method={config.method}, arch={config.model.arch or config.model.checkpoint} "
+          f"(random weights), batch={_BATCH.value}, "
           f"classes={_CLASSES.value}, dtype={backbone.compute_dtype(config.model.dtype)}")
     if _METHODS.value:
         medians = compare_methods(config, _METHODS.value, _BATCH.value,

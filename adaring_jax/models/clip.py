@@ -131,9 +131,9 @@ def heads_major_attention(q: Array, k: Array, v: Array, causal: bool) -> Array:
     """Softmax attention of (B, T, heads, head_dim) arrays, as `jax.nn.dot_product_attention`
     computes it (f32 logits scaled by head_dim**-0.5, masked with a large negative number,
     f32 softmax), but with the values multiplied heads-major: (B, heads, T, S) @ (B, heads,
-    S, head_dim). XLA's CPU dot then needs no transposed copy of the probabilities, and the
-    probabilities-by-values product runs 2-3x faster; its sums are grouped differently, so
-    the result differs from jax's in the last bits."""
+    S, head_dim). XLA's CPU dot then needs no transposed copy of the probabilities. The
+    result differs from jax's in the last bits: a dot's rounding follows its shapes and
+    layouts."""
     logits = jnp.einsum("BTNH,BSNH->BNTS", q, k, preferred_element_type=jnp.float32)
     logits = logits * jnp.asarray(q.shape[-1] ** -0.5, logits.dtype)
     if causal:

@@ -70,8 +70,8 @@ class CLIPConfig:
     remat: bool = False
     # Run the layers as straight-line code (the layer scan unrolled) and attention
     # heads-major (`clip.heads_major_attention`). The same arithmetic, grouped so that XLA
-    # fuses across layers and copies less: on 2 CPU cores a train step is 1.3x (ViT-B/16) to
-    # 2x (the embedded tower) faster, but float sums round differently, so a trained run's
+    # fuses across layers and copies less: on 2 CPU cores a train step is 1.2x (ViT-B/16) to
+    # 1.4x (the embedded tower) faster, but float sums round differently, so a trained run's
     # digits are not those of the default. Training only: `model.fast_step`.
     unrolled: bool = False
 
