@@ -413,7 +413,8 @@ def test_remat_and_fast_step_change_speed_not_the_math(tiny, field):
                                    atol=1e-6 * max(1.0, float(np.abs(y).max())))
 
 
-def test_fast_step_trains_the_unrolled_model_and_evaluates_the_default_one(tiny):
+def test_fast_step_switches_only_the_train_steps_model(tiny):
+    """train.py passes backbone.step_model(...) to the step and keeps `model` for evaluation."""
     model = tiny[0]
     config = fewshot.get_config("smoke")
     assert backbone.step_model(model, config) is model
