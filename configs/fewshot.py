@@ -1,17 +1,15 @@
 r"""Few-shot adaptation of CLIP with AdaRing, MMA, or none (zero-shot).
 
     python -m adaring_jax.main --config=configs/fewshot.py --workdir=runs/default
-      -> the embedded task, offline, ~1.7 min on 2 CPU cores: base-to-novel on the shapes
+      -> the embedded task, offline, ~1 min on 2 CPU cores: base-to-novel on the shapes
          world's target domain with the shipped tiny CLIP, 16 shots of the 32 base classes,
          20 epochs, 12,800 + 12,800 test images; zero-shot base 25.23 / novel 25.89 / HM
-         25.56, AdaRing 42.08 / 39.61 / 40.81 with 5,160 trainable parameters (seed 1, one
-         CPU; 41.63 / 38.92 / 40.23 on another; over seeds 1-3 40.52 +- 0.32, MMA 46.01 +- 0.68:
-         experiments/evidence.md)
-    python -m adaring_jax.main --config=configs/fewshot.py --config.model.fast_step=True \
-        --workdir=runs/fast
-      -> the same job with the unrolled train step (model.fast_step): training 1.3x faster on
-         2 cores, other rounding, so other digits (seed 1: HM 41.23 where the default gives
-         40.64 on the same AVX2 CPU; over seeds 1-3 40.62 +- 0.61 against 40.19 +- 0.63)
+         25.56, AdaRing 41.62 / 40.33 / 40.96 with 5,160 trainable parameters (seed 1, an
+         AVX-512 Xeon, 2026-12-04; XLA's float sums differ between CPUs, expect about +-1 HM)
+    python -m adaring_jax.main --config=configs/fewshot.py --config.model.fast_step=False \
+        --workdir=runs/scanned
+      -> the same job with the layer scan in the train step (model.fast_step=False): the same
+         math in another order, so other last digits, and about 1.3x slower to train
     python -m adaring_jax.main --config=configs/fewshot.py:smoke --workdir=runs/smoke
     python -m adaring_jax.main --workdir=runs/pets --config=configs/fewshot.py:protocol=fewshot,\
         dataset=oxford_pets,checkpoint=openai/clip-vit-base-patch16 --config.data.data_dir=DATA

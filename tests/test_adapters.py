@@ -414,15 +414,16 @@ def test_remat_and_fast_step_change_speed_not_the_math(tiny, field):
 
 
 def test_fast_step_switches_only_the_train_steps_model(tiny):
-    """train.py passes backbone.step_model(...) to the step and keeps `model` for evaluation."""
+    """train.py passes backbone.step_model(...) to the step and keeps `model` for evaluation;
+    fast_step is the default, False trains the scanned model."""
     model = tiny[0]
     config = fewshot.get_config("smoke")
-    assert backbone.step_model(model, config) is model
-    config.unlock()
-    config.model.fast_step = True
     stepped = backbone.step_model(model, config)
     assert stepped.config.unrolled and not model.config.unrolled
     assert dataclasses.replace(stepped.config, unrolled=False) == model.config
+    config.unlock()
+    config.model.fast_step = False
+    assert backbone.step_model(model, config) is model
 
 
 class _Pictures:

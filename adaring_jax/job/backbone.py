@@ -29,7 +29,7 @@ def compute_dtype(name: str) -> str:
 def step_model(model: clip.CLIP, config) -> clip.CLIP:
     """The model the train step runs: `model`, unrolled when `config.model.fast_step`
     (CLIPConfig.unrolled; the same parameters). Evaluation keeps `model`."""
-    if not config.model.get("fast_step", False):
+    if not config.model.get("fast_step", True):
         return model
     return clip.CLIP(dataclasses.replace(model.config, unrolled=True))
 
