@@ -20,11 +20,6 @@ NOT_IDENTITY = (
     "max_to_keep",  # checkpoints kept
     "data.num_threads",  # image decode/augment threads (batches are pure functions of the step)
 )
-# Fields added after runs were recorded, with the value every run recorded before had: an
-# identity without the field has that value (an older run is not another experiment).
-IMPLIED = {
-    "model.fast_step": False,  # added 2026-12-02: every earlier run trained the default step
-}
 _ABSENT = object()
 
 
@@ -56,7 +51,6 @@ DATA_FIELDS = ("data.split",)  # `of`'s data fields: recorded, not in config.jso
 def differences(recorded: dict, current: dict) -> list[str]:
     """One line per field whose value differs, with both values."""
     show = lambda v: "<absent>" if v is _ABSENT else json.dumps(v)  # noqa: E731
-    recorded, current = {**IMPLIED, **recorded}, {**IMPLIED, **current}
     return [f"{k}: the run has {show(recorded.get(k, _ABSENT))}, "
             f"this config has {show(current.get(k, _ABSENT))}"
             for k in sorted(recorded.keys() | current.keys())
