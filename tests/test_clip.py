@@ -181,3 +181,51 @@ def test_bfloat16_compute_keeps_float32_params():
     lo, hi = clip.encode_image(model, params, pixels), clip.encode_image(ref, params, pixels)
     assert lo.dtype == jnp.bfloat16
     np.testing.assert_allclose(lo.astype(jnp.float32), hi, atol=0.1)
+
+
+_SITE_PATHS = {"q": ("self_attn", "q_proj"), "k": ("self_attn", "k_proj"),
+               "v": ("self_attn", "v_proj"), "o": ("self_attn", "out_proj"),
+               "fc1": ("mlp", "fc1"), "fc2": ("mlp", "fc2")}
+
+
+@pytest.mark.parametrize("unrolled", [False, True])
+@pytest.mark.parametrize("site", clip.SITES)
+def test_an_update_at_any_site_is_that_weight_edited(tiny, site, unrolled):
+    """A dense update D of `site` in blocks 1 and 3 of both towers gives the features of the
+    plain model whose kernel there is W + scale * D; a low-rank chain A B the same as D = A B."""
+    model, params, pixels, ids = tiny
+    model = clip.CLIP(dataclasses.replace(model.config, unrolled=unrolled))
+    layers, scale = (1, 3), 0.5
+    rng = np.random.default_rng(7)
+    edited = jax.tree.map(lambda x: x, params)
+    got = {}
+    for tower, cfg in (("vision_model", model.config.vision), ("text_model", model.config.text)):
+        fan_in, fan_out = clip.site_shape(site, cfg)
+        a = jnp.asarray(0.2 * rng.standard_normal((2, fan_in, 3)), jnp.float32)
+        b = jnp.asarray(0.2 * rng.standard_normal((2, 3, fan_out)), jnp.float32)
+        dense = jnp.einsum("nir,nro->nio", a, b, precision="highest")
+        got[tower] = [clip.LayerAdapters(layers=layers, updates={site: clip.Update(f, scale)})
+                      for f in ((dense,), (a, b))]
+        group, name = _SITE_PATHS[site]
+        kernel = edited[tower]["encoder"]["layers"][group][name]["kernel"]
+        edited[tower]["encoder"]["layers"][group][name]["kernel"] = kernel.at[
+            jnp.asarray(layers)].add(scale * dense)
+    want_img = clip.encode_image(model, edited, pixels)
+    want_txt = clip.encode_text(model, edited, ids)
+    assert not np.allclose(want_img, clip.encode_image(model, params, pixels), atol=1e-3)
+    for v, t in zip(got["vision_model"], got["text_model"]):
+        np.testing.assert_allclose(clip.encode_image(model, params, pixels, v), want_img,
+                                   atol=2e-5, rtol=0)
+        np.testing.assert_allclose(clip.encode_text(model, params, ids, t), want_txt,
+                                   atol=2e-5, rtol=0)
+
+
+def test_update_factors_that_do_not_chain_are_named(tiny):
+    model, params, pixels, _ = tiny
+    bad = clip.LayerAdapters(layers=(1,), updates={"fc1": clip.Update(
+        (jnp.zeros((1, 32, 2)), jnp.zeros((1, 2, 32))))})
+    with pytest.raises(ValueError, match=r"update of fc1 has factors .*\(1, ., 64\)"):
+        clip.encode_image(model, params, pixels, bad)
+    with pytest.raises(ValueError, match="unknown update site 'gate'"):
+        clip.encode_image(model, params, pixels, clip.LayerAdapters(
+            layers=(1,), updates={"gate": clip.Update((jnp.zeros((1, 32, 32)),))}))

@@ -6,6 +6,7 @@ import ast
 import dataclasses
 import os
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ import pytest
 from adaring_jax import adapters, params as params_report
 from adaring_jax.adapters import base
 from adaring_jax.errors import ConfigError
-from adaring_jax.job import train
+from adaring_jax.job import runs, train
 from adaring_jax.models import clip
 from configs import base2novel
 
@@ -83,6 +84,63 @@ def test_a_registered_toy_method_runs_the_whole_job(toy, tmp_path, capsys):
     other.adapter.rank = 3
     with pytest.raises(Exception, match="adapter.rank: the run has 2, this config has 3"):
         train.train_and_evaluate(other, str(tmp_path))
+
+
+# A second toy: low-rank updates of the attention output (o) and the MLP's fc1 and a dense
+# update of fc2, in this module only: the towers take weight updates at any site.
+@dataclasses.dataclass(frozen=True)
+class _SitesSpec(base.Spec):
+    mlp: tuple[int, int] = (0, 0)  # (vision, text) MLP widths
+
+
+def _sites_spec(block, model_config):
+    return _SitesSpec("toy_sites", base.widths(model_config),
+                      base.adapted_layers(model_config, block.start, block.end),
+                      mlp=(model_config.vision.mlp_dim, model_config.text.mlp_dim))
+
+
+def _sites_init(spec, seed):
+    rng = np.random.default_rng(seed)
+    out = {}
+    for t, d, m in zip(base.TOWERS, spec.widths, spec.mlp):
+        n = spec.num_layers
+        out[t] = {"o": {"a": 0.1 * rng.standard_normal((n, d, 1)), "b": np.zeros((n, 1, d))},
+                  "fc1": {"a": 0.1 * rng.standard_normal((n, d, 1)), "b": np.zeros((n, 1, m))},
+                  "fc2": {"b": np.zeros((n, m, d))}}
+    return jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), out)
+
+
+SITES_TOY = base.Method(
+    name="toy_sites", summary="o and MLP updates (test only)",
+    config_block=lambda: {"start": 2, "end": 3, "rank": 1, "init_from": ""}, check=_check,
+    make_spec=_sites_spec, init=_sites_init,
+    layer_adapters=lambda p, spec: {t: clip.LayerAdapters(
+        layers=spec.layers, updates={s: clip.Update(tuple(f[k] for k in "ab" if k in f), 2.0)
+                                       for s, f in p[t].items()})
+        for t in base.TOWERS},
+    labels=lambda spec: jax.tree.map(lambda _: base.DENSE, _sites_init(spec, 0)))
+
+
+def test_a_toy_method_writing_o_and_mlp_updates_runs_the_whole_job(tmp_path):
+    base.register(SITES_TOY)
+    try:
+        config = base2novel.get_config("smoke,method=toy_sites")
+        model = clip.preset(config.model.arch).config
+        _, total = params_report.report(config)
+        layers = config.adapter.end - config.adapter.start + 1
+        assert total == layers * sum(d + d + d + m + m * d for d, m in  # o, fc1 (rank 1), fc2
+                                     ((model.vision.width, model.vision.mlp_dim),
+                                      (model.text.width, model.text.mlp_dim)))
+        results = train.train_and_evaluate(config, str(tmp_path))
+        assert results["method"] == "toy_sites" and results["trainable_params"] == total
+        # Trained: every update's zero factor moved away from its zero start.
+        final = runs.load(str(tmp_path)).adapters
+        for t in base.TOWERS:
+            for site in ("o", "fc1", "fc2"):
+                assert float(jnp.abs(final[t][site]["b"]).max()) > 0, (t, site)
+        assert set(results["adapted"]) == {"base", "novel", "hm"}
+    finally:
+        del base.METHODS[SITES_TOY.name]
 
 
 def test_unknown_method_lists_the_registered_ones(toy):

@@ -93,10 +93,12 @@ def init(spec: Spec, seed: int) -> base.Params:
 
 
 def layer_adapters(params: base.Params, spec: Spec) -> dict:
+    """Each target's (A, B) as a low-rank update of its projection, scaled and dropped out as
+    the reference's LoRA layer does."""
     return {tower: clip.LayerAdapters(
-        (), (), 1.0, layers=spec.layers,
-        lora=tuple(w for t in TARGETS for w in (params[tower][t]["a"], params[tower][t]["b"])),
-        lora_scale=spec.scale, lora_dropout=spec.dropout) for tower in base.TOWERS}
+        layers=spec.layers, dropout=spec.dropout,
+        updates={t: clip.Update((params[tower][t]["a"], params[tower][t]["b"]), spec.scale)
+                 for t in TARGETS}) for tower in base.TOWERS}
 
 
 def labels(spec: Spec):

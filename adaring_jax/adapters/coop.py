@@ -121,7 +121,7 @@ def backbone_init(params, spec: Spec, model, frozen, tok, block) -> base.Params:
 
 
 def layer_adapters(params: base.Params, spec: Spec) -> dict:
-    return {"vision": None, "text": clip.LayerAdapters((), (), 0.0, context=params["context"])}
+    return {"vision": None, "text": clip.LayerAdapters(context=params["context"])}
 
 
 METHOD = base.register(base.Method(

@@ -78,11 +78,12 @@ def adapted_features(model: clip.CLIP, frozen, adapter_params, spec: adapters.Sp
 
 
 def with_dropout_keys(layer: dict, rng) -> dict:
-    """The towers' adapters with a dropout key each where they use one (LoRA), for training."""
+    """The towers' adapters with a dropout key each where they use one (dropout on weight
+    updates, e.g. LoRA's), for training."""
     if rng is None:
         return layer
-    return {t: (dataclasses.replace(a, lora_key=jax.random.fold_in(rng, i))
-                if a is not None and a.lora and a.lora_dropout > 0 else a)
+    return {t: (dataclasses.replace(a, key=jax.random.fold_in(rng, i))
+                if a is not None and a.updates and a.dropout > 0 else a)
             for i, (t, a) in enumerate(sorted(layer.items()))}
 
 

@@ -6,10 +6,11 @@ except that each tower's transformer blocks are stacked over depth: every leaf u
 That keeps compile time flat in depth and lets a tower run any contiguous range of its layers,
 which the trainer uses to compute the frozen text layers below the first adapted one only once.
 
-Adapters: each tower takes optional `LayerAdapters` (per-layer weights stacked over the adapted
-layers). In adapted block l the output becomes `Block_l(x) + scale * A_l(LN1_l(x))`, where
-`A_l(u) = relu(...relu(u W_1 + b_1)...) W_k + b_k` is a small MLP read off the stacked arrays
-(DESIGN.md 1.1). With no adapters the towers are plain CLIP.
+Adapters: each tower takes an optional `LayerAdapters`, what any method materializes its
+parameters into: weight updates (`Update`, dense or a low-rank chain) of the projections in
+`SITES` (attention q, k, v, o; the MLP's fc1, fc2) of any blocks, a parallel branch
+`Block_l(x) + scale * A_l(LN1_l(x))` with `A_l` a small MLP, and learned prompt context
+vectors for the text tower. The towers know no method. With no adapters they are plain CLIP.
 
 Public API:
     model = preset("ViT-B/16")                 # architecture only
@@ -46,31 +47,60 @@ from adaring_jax.models.clip_config import (ACTIVATIONS, ALIASES, PRESETS,  # no
 # Adapters as the towers see them
 
 
+# The projections of a block that take weight updates: attention q, k, v and out (Hugging Face
+# q_proj, k_proj, v_proj, out_proj) and the MLP's two (fc1, fc2).
+SITES = ("q", "k", "v", "o", "fc1", "fc2")
+
+
+def site_shape(site: str, cfg) -> tuple[int, int]:
+    """(in, out) of the projection `site` in a tower of config `cfg`."""
+    if site not in SITES:
+        raise ValueError(f"unknown update site {site!r}; valid: {', '.join(SITES)}")
+    return {"fc1": (cfg.width, cfg.mlp_dim), "fc2": (cfg.mlp_dim, cfg.width)}.get(
+        site, (cfg.width, cfg.width))
+
+
+@struct.dataclass
+class Update:
+    """A weight update of one projection, stacked over the adapted layers: the projection of x
+    becomes `x W + b + scale * dropout(x) @ factors[0] @ ... @ factors[-1]`. One factor
+    (N, in, out) is a dense update, two (N, in, r), (N, r, out) a low-rank one (LoRA's B A),
+    any chain whose inner widths match is taken."""
+    factors: tuple[Array, ...]
+    scale: float = struct.field(pytree_node=False, default=1.0)
+
+
+def update_delta(update: Update, x: Array) -> Array:
+    """One layer's `scale * x @ factors[0] @ ...` in x's dtype."""
+    h = x
+    for f in update.factors:
+        h = h @ f.astype(x.dtype)
+    return update.scale * h
+
+
 @struct.dataclass
 class LayerAdapters:
-    """Per-layer adapter weights of one tower, stacked over the adapted layers.
+    """What a method gives one tower: per-layer weights stacked over the adapted layers.
 
-    layers:  ascending 0-based block indices that get a branch (static).
-    kernels: kernels[j] has shape (N, in_j, out_j) with N = len(layers); in_0 = out_last = width.
-    biases:  biases[j] has shape (N, out_j), or is None for a bias-free projection.
-    scale:   multiplies the branch output; a scalar or shape (N,).
-    lora:    low-rank updates of the attention projections q, k, v (LoRA):
-             (A_q, B_q, A_k, B_k, A_v, B_v), A (N, width, r), B (N, r, width); the projection
-             of x becomes W x + lora_scale * B A dropout(x). () for none. No kernels and only
-             `lora` is a LoRA-only adapter (no parallel branch).
-    lora_key: a PRNG key for the dropout before the LoRA updates (training), or None.
+    layers:  ascending 0-based block indices the weights below apply to (static).
+    kernels, biases, scale: a parallel branch `Block_l(x) + scale * A_l(LN1_l(x))`, A_l the
+             MLP `adapter_branch` of kernels[j] (N, in_j, out_j) with in_0 = out_last = width
+             and biases[j] (N, out_j) or None; scale a scalar or (N,). () for no branch.
+    updates: {site: Update} weight updates of the projections in SITES.
+    dropout: dropout on the input of every update's path, training only (one mask per input
+             tensor and layer: q, k and v share theirs); needs `key`.
+    key:     a PRNG key for that dropout, or None (evaluation).
     context: text tower only: (n, width) learned token embeddings that replace those of prompt
              positions 1..n (after the start token), as CoOp's context vectors; None for none.
-             With no kernels, no `lora` and no `layers` it is a context-only adapter.
+    A tower given no layers takes only the context.
     """
-    kernels: tuple[Array, ...]
-    biases: tuple[Array | None, ...]
+    kernels: tuple[Array, ...] = ()
+    biases: tuple[Array | None, ...] = ()
     scale: Array | float = 1.0
     layers: tuple[int, ...] = struct.field(pytree_node=False, default=())
-    lora: tuple[Array, ...] = ()
-    lora_scale: float = struct.field(pytree_node=False, default=1.0)
-    lora_dropout: float = struct.field(pytree_node=False, default=0.0)
-    lora_key: Array | None = None
+    updates: dict = struct.field(default_factory=dict)
+    dropout: float = struct.field(pytree_node=False, default=0.0)
+    key: Array | None = None
     context: Array | None = None
 
 
@@ -86,15 +116,17 @@ def adapter_branch(kernels: Sequence[Array], biases: Sequence[Array | None], u: 
     return h
 
 
-def _check_adapters(adapters: LayerAdapters, width: int, depth: int, tower: str):
-    layers = adapters.layers
+def _check_adapters(adapters: LayerAdapters, cfg, tower: str):
+    layers, width, depth = adapters.layers, cfg.width, cfg.layers
     if adapters.context is not None:
         if tower != "text" or adapters.context.ndim != 2 or adapters.context.shape[1] != width:
             raise ValueError(f"{tower} context of shape {adapters.context.shape}: context "
                              f"vectors are (n, {width}) and for the text tower only")
-        if not layers and not adapters.kernels and not adapters.lora:
-            return  # context only
-    if list(layers) != sorted(set(layers)) or not layers or layers[0] < 0 or layers[-1] >= depth:
+    if not layers:
+        if adapters.kernels or adapters.updates:
+            raise ValueError(f"{tower} adapters carry weights but name no layers")
+        return
+    if list(layers) != sorted(set(layers)) or layers[0] < 0 or layers[-1] >= depth:
         raise ValueError(f"{tower} adapter layers {layers} must be ascending, unique and within "
                          f"0..{depth - 1}")
     n = len(layers)
@@ -107,16 +139,20 @@ def _check_adapters(adapters: LayerAdapters, width: int, depth: int, tower: str)
             raise ValueError(f"{tower} adapter kernel {j} has shape {w.shape}; expected "
                              f"({n}, {dims[-1]}, out) for {n} adapted layers")
         dims.append(w.shape[2])
-    if dims[-1] != width:
+    if adapters.kernels and dims[-1] != width:
         raise ValueError(f"{tower} adapter output width {dims[-1]} != tower width {width}")
-    if adapters.lora:
-        if len(adapters.lora) != 6:
-            raise ValueError(f"{tower} LoRA: give (A, B) for q, k and v, got "
-                             f"{len(adapters.lora)} arrays")
-        for a, b in zip(adapters.lora[::2], adapters.lora[1::2]):
-            if a.shape[:2] != (n, width) or b.shape != (n, a.shape[2], width):
-                raise ValueError(f"{tower} LoRA factors {a.shape}, {b.shape}; expected "
-                                 f"({n}, {width}, r), ({n}, r, {width})")
+    for site, update in adapters.updates.items():
+        fan_in, fan_out = site_shape(site, cfg)
+        shapes = [tuple(f.shape) for f in update.factors]
+        chain = [fan_in] + [s[2] for s in shapes]
+        ok = shapes and all(len(s) == 3 and s[0] == n and s[1] == i
+                            for s, i in zip(shapes, chain))
+        if not ok or chain[-1] != fan_out:
+            raise ValueError(f"{tower} update of {site} has factors {shapes}; expected a chain "
+                             f"({n}, {fan_in}, r1), ({n}, r1, r2), ..., ({n}, ., {fan_out}) for "
+                             f"{n} adapted layers")
+    if adapters.dropout and not adapters.updates:
+        raise ValueError(f"{tower} adapters set an update dropout but no updates")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -144,6 +180,31 @@ def heads_major_attention(q: Array, k: Array, v: Array, causal: bool) -> Array:
     return jnp.swapaxes(probs @ jnp.swapaxes(v, 1, 2), 1, 2)
 
 
+def _dropped(x: Array, rate: float, key: Array | None) -> Array:
+    """Inverted dropout of x with `rate` when a key is given (training), else x."""
+    if key is None or rate <= 0:
+        return x
+    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+    return jnp.where(keep, x / (1.0 - rate), 0).astype(x.dtype)
+
+
+class _Updated:
+    """The updates of one block, applied to its projections' outputs (see `Update`)."""
+
+    def __init__(self, updates: dict, dropout: float, key: Array | None):
+        self.updates, self.dropout, self.key = updates, dropout, key
+
+    def __call__(self, sites: tuple[str, ...], x: Array, outputs: tuple, salt: int):
+        """`outputs` of the projections `sites`, all reading `x`, plus their updates; one
+        dropout mask for x (`salt` tells the inputs of a block apart)."""
+        if not any(s in self.updates for s in sites):
+            return outputs
+        key = self.key if self.key is None or salt == 0 else jax.random.fold_in(self.key, salt)
+        xd = _dropped(x, self.dropout, key)
+        return tuple(y + update_delta(self.updates[s], xd) if s in self.updates else y
+                     for s, y in zip(sites, outputs))
+
+
 class Attention(nn.Module):
     """Multi-head self-attention with Hugging Face's q/k/v/out projections (all with bias)."""
     width: int
@@ -153,27 +214,24 @@ class Attention(nn.Module):
     heads_major: bool = False  # `heads_major_attention` instead of jax's (CLIPConfig.unrolled)
 
     @nn.compact
-    def __call__(self, x: Array, causal: bool, lora: tuple = (), lora_scale: float = 1.0,
-                 dropout: float = 0.0, key: Array | None = None) -> Array:
+    def __call__(self, x: Array, causal: bool, updated: _Updated | None = None) -> Array:
         head_dim = self.width // self.heads
         in_std = self.width ** -0.5 * (2 * self.depth) ** -0.5
         split = lambda t: t.reshape(*t.shape[:-1], self.heads, head_dim)
         proj = lambda name, std: nn.Dense(self.width, dtype=self.dtype, kernel_init=_normal(std),
                                           name=name)
         q, k, v = (proj(f"{n}_proj", in_std)(x) for n in "qkv")
-        if lora:  # LoRA: + scale * B A dropout(x) on q, k, v
-            xl = x
-            if key is not None and dropout > 0:
-                keep = jax.random.bernoulli(key, 1.0 - dropout, x.shape)
-                xl = jnp.where(keep, x / (1.0 - dropout), 0).astype(x.dtype)
-            q, k, v = (t + lora_scale * ((xl @ a.astype(x.dtype)) @ b.astype(x.dtype))
-                       for t, a, b in zip((q, k, v), lora[::2], lora[1::2]))
+        if updated is not None:
+            q, k, v = updated(("q", "k", "v"), x, (q, k, v), 0)
         q, k, v = split(q), split(k), split(v)
         # (B, T, heads, head_dim); scaled by head_dim**-0.5 as in CLIP. On GPU, XLA or cuDNN.
         out = (heads_major_attention(q, k, v, causal) if self.heads_major
                else jax.nn.dot_product_attention(q, k, v, is_causal=causal))
         out = out.reshape(*out.shape[:-2], self.width)
-        return proj("out_proj", self.width ** -0.5)(out)
+        y = proj("out_proj", self.width ** -0.5)(out)
+        if updated is not None:
+            (y,) = updated(("o",), out, (y,), 1)
+        return y
 
 
 class MLP(nn.Module):
@@ -184,21 +242,26 @@ class MLP(nn.Module):
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x: Array) -> Array:
-        x = nn.Dense(self.mlp_dim, dtype=self.dtype, kernel_init=_normal((2 * self.width) ** -0.5),
+    def __call__(self, x: Array, updated: _Updated | None = None) -> Array:
+        h = nn.Dense(self.mlp_dim, dtype=self.dtype, kernel_init=_normal((2 * self.width) ** -0.5),
                      name="fc1")(x)
-        x = ACTIVATIONS[self.act](x)
+        if updated is not None:
+            (h,) = updated(("fc1",), x, (h,), 2)
+        h = ACTIVATIONS[self.act](h)
         in_std = self.width ** -0.5 * (2 * self.depth) ** -0.5
-        return nn.Dense(self.width, dtype=self.dtype, kernel_init=_normal(in_std), name="fc2")(x)
+        y = nn.Dense(self.width, dtype=self.dtype, kernel_init=_normal(in_std), name="fc2")(h)
+        if updated is not None:
+            (y,) = updated(("fc2",), h, (y,), 3)
+        return y
 
 
 class ResidualBlock(nn.Module):
-    """Pre-LN transformer block: x + attn(LN1 x), then + mlp(LN2 .); optional adapter branch."""
+    """Pre-LN transformer block: x + attn(LN1 x), then + mlp(LN2 .); optional adapters: weight
+    updates of its projections and a parallel branch reading LN1 x."""
     cfg: VisionConfig | TextConfig
     causal: bool
     dtype: Any = jnp.float32
-    lora_scale: float = 1.0  # static LoRA settings of the tower's adapters
-    lora_dropout: float = 0.0
+    dropout: float = 0.0  # the tower's update dropout (static)
     heads_major: bool = False
 
     @nn.compact
@@ -206,13 +269,12 @@ class ResidualBlock(nn.Module):
         c = self.cfg
         ln = lambda name: nn.LayerNorm(epsilon=c.layer_norm_eps, dtype=self.dtype, name=name)
         u = ln("layer_norm1")(x)
-        kernels, biases, scale, lora, key = adapter if adapter is not None else ((),) * 5
-        scaling, dropout = self.lora_scale, self.lora_dropout
+        kernels, biases, scale, updates, key = adapter if adapter is not None else ((),) * 5
+        updated = _Updated(updates, self.dropout, key) if updates else None
         y = x + Attention(c.width, c.heads, c.layers, self.dtype, self.heads_major,
-                          name="self_attn")(
-            u, self.causal, lora or (), scaling, dropout, key)
+                          name="self_attn")(u, self.causal, updated)
         y = y + MLP(c.width, c.mlp_dim, c.act, c.layers, self.dtype, name="mlp")(
-            ln("layer_norm2")(y))
+            ln("layer_norm2")(y), updated)
         if kernels:
             y = y + (scale * adapter_branch(kernels, biases, u)).astype(y.dtype)
         return y
@@ -230,9 +292,7 @@ class Encoder(nn.Module):
     def __call__(self, x: Array, adapters: LayerAdapters | None = None, start: int = 0,
                  stop: int | None = None) -> Array:
         block = ResidualBlock(self.cfg, self.causal, self.dtype,
-                              getattr(adapters, "lora_scale", 1.0),
-                              getattr(adapters, "lora_dropout", 0.0), self.unrolled,
-                              parent=None)
+                              getattr(adapters, "dropout", 0.0), self.unrolled, parent=None)
         depth = self.cfg.layers
         stacked = self.param(
             "layers",
@@ -264,18 +324,19 @@ class Encoder(nn.Module):
 
 def _spread(adapters: LayerAdapters, start: int, stop: int):
     """Adapter weights for every layer in [start, stop): the adapted layers' own, zeros (and
-    scale 0) elsewhere. Returns (kernels, biases, scale), each with leading axis stop - start."""
+    scale 0) elsewhere. Returns (kernels, biases, scale, updates, dropout keys), each with
+    leading axis stop - start."""
     n = len(adapters.layers)
     slot = {l: j for j, l in enumerate(adapters.layers)}
     idx = jnp.asarray([slot.get(l, n) for l in range(start, stop)], jnp.int32)
     pad = lambda w: jnp.concatenate([w, jnp.zeros((1, *w.shape[1:]), w.dtype)])[idx]
     scale = jnp.broadcast_to(jnp.asarray(adapters.scale, jnp.float32), (n,))
     keys = None
-    if adapters.lora and adapters.lora_key is not None:
-        keys = jax.random.split(adapters.lora_key, stop - start)
+    if adapters.updates and adapters.key is not None:
+        keys = jax.random.split(adapters.key, stop - start)
     return (tuple(pad(k) for k in adapters.kernels),
             tuple(None if b is None else pad(b) for b in adapters.biases),
-            pad(scale), tuple(pad(w) for w in adapters.lora), keys)
+            pad(scale), jax.tree.map(pad, adapters.updates), keys)
 
 
 class VisionEmbeddings(nn.Module):
@@ -410,20 +471,18 @@ class CLIP(nn.Module):
     def image_from_hidden(self, hidden, start: int, adapters: LayerAdapters | None = None):
         """Finish the vision tower from layer `start` on hidden states from `image_hidden`."""
         if adapters is not None:
-            _check_adapters(adapters, self.config.vision.width, self.config.vision.layers,
-                            "vision")
+            _check_adapters(adapters, self.config.vision, "vision")
         h = self.vision_model.encoder(hidden, adapters, start, None)
         return self.visual_projection(self.vision_model.pool(h))
 
     def encode_image(self, pixels, adapters: LayerAdapters | None = None):
         if adapters is not None:
-            _check_adapters(adapters, self.config.vision.width, self.config.vision.layers,
-                            "vision")
+            _check_adapters(adapters, self.config.vision, "vision")
         return self.visual_projection(self.vision_model(pixels, adapters))
 
     def encode_text(self, input_ids, adapters: LayerAdapters | None = None):
         if adapters is not None:
-            _check_adapters(adapters, self.config.text.width, self.config.text.layers, "text")
+            _check_adapters(adapters, self.config.text, "text")
         return self.text_projection(self.text_model(input_ids, adapters))
 
     # Pieces of the text tower, for callers that cache the frozen bottom layers of fixed prompts.
@@ -435,7 +494,7 @@ class CLIP(nn.Module):
                          adapters: LayerAdapters | None = None):
         """Finish the text tower from layer `start` on hidden states from `text_hidden`."""
         if adapters is not None:
-            _check_adapters(adapters, self.config.text.width, self.config.text.layers, "text")
+            _check_adapters(adapters, self.config.text, "text")
             if adapters.context is not None:
                 raise ValueError("context vectors change the text tower's input: encode the "
                                  "prompts with encode_text, not from cached hidden states")
