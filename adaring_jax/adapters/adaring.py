@@ -17,8 +17,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from adaring_jax.adapters import base, tensor_ring as tr
+from adaring_jax.adapters import base, ring_updates as ru, tensor_ring as tr
 from adaring_jax.errors import ConfigError
+from adaring_jax.models import clip
 
 # Biases: per layer; one for all layers; none; per layer as a tensor ring over (N, modes of the
 # width) with the bank's ranks (the Up bias: the largest bank's), first core zero so the bias
@@ -39,6 +40,13 @@ class Spec(base.Bottleneck):
     bias: str = "dense"  # one of BIAS_MODES
     init_scale: float = 1.0  # ring init std in units of MMA's Kaiming std
     layer_rank: int = 0  # rank of the two bonds of each ring's layer core (0: the bank's)
+    # Per bank, what its rings write: ("branch",), the parallel bottleneck MLP, or weight
+    # updates of sites in clip.SITES (ring_updates.py). () = every bank the branch.
+    bank_sites: tuple[tuple[str, ...], ...] = ()
+    ring_modes: str = "layers"  # update rings: one per site, or per layers x sites
+    form: str = "dense"  # update rings hold dW, or LoRA's A and B ("lowrank")
+    update_rank: int = 4  # r of the lowrank form
+    mlp_widths: tuple[int, int] = (0, 0)  # (vision, text) MLP widths, for fc1/fc2 updates
 
     def __post_init__(self):
         if not self.ranks or min(self.ranks) < 1:
@@ -48,6 +56,20 @@ class Spec(base.Bottleneck):
                               f"got {self.layer_rank}")
         if self.bias not in BIAS_MODES:
             raise ConfigError(f"unknown bias mode {self.bias!r}; valid: {', '.join(BIAS_MODES)}")
+        if self.bank_sites and len(self.bank_sites) != len(self.ranks):
+            raise ConfigError(f"{len(self.bank_sites)} banks' sites for {len(self.ranks)} ranks")
+
+    def sites_of(self, bank: int) -> tuple[str, ...]:
+        return self.bank_sites[bank] if self.bank_sites else ("branch",)
+
+    def branch_banks(self) -> list[int]:
+        return [b for b in range(len(self.ranks)) if self.sites_of(b) == ("branch",)]
+
+    def update_banks(self) -> list[int]:
+        return [b for b in range(len(self.ranks)) if self.sites_of(b) != ("branch",)]
+
+    def site_shapes(self) -> dict:
+        return ru.site_shapes(self.widths, self.mlp_widths)
 
     def modes(self, n: int) -> tuple[int, ...]:
         return tr.factorize(n, self.max_mode) if self.max_mode else (n,)
@@ -85,6 +107,16 @@ def config_block() -> dict:
         # the layer-shared cores (LoRA+-style core-wise rates); biases and gates keep lr.
         "lr_layer_core": 1.0,
         "lr_shared_cores": 1.0,
+        # What the rings write: "branch" (MMA's parallel bottleneck, as above) or weight
+        # updates of sites joined by "+" from q, k, v, o, fc1, fc2 (e.g. "q+k+v"); for
+        # banks that differ, one entry per rank joined by ",", e.g. "q+k+v+o,fc1+fc2" with
+        # ranks=6+3 (different adapter types, each with its rank, mixed by the gates).
+        "sites": "branch",
+        # Update rings: "layers" (a ring per site) or "layers_sites" (sites of one shape
+        # share a ring whose second mode indexes them).
+        "ring_modes": "layers",
+        "form": "dense",  # update rings hold dW ("dense") or LoRA's A and B ("lowrank")
+        "update_rank": 4,  # r of the lowrank form
     }
 
 
@@ -112,17 +144,48 @@ def check(config) -> None:
     base.number("adapter.layer_rank", a.layer_rank, 0, integer=True)
     for field in ("lr_layer_core", "lr_shared_cores"):
         base.number(f"adapter.{field}", a[field], 0)
+    sites = parse_sites(a.sites, len(a.ranks))
+    if a.ring_modes not in ru.RING_MODES:
+        raise ConfigError(f"config.adapter.ring_modes={a.ring_modes!r} is not valid; choose "
+                          f"from: {', '.join(ru.RING_MODES)}")
+    if a.form not in ru.FORMS:
+        raise ConfigError(f"config.adapter.form={a.form!r} is not valid; choose from: "
+                          f"{', '.join(ru.FORMS)}")
+    base.number("adapter.update_rank", a.update_rank, 1, integer=True)
+    del sites
     if a.max_mode == 1:
         raise ConfigError("config.adapter.max_mode=1: modes split into factors <= 1 "
                           "do not exist; use 0 (no splitting) or >= 2")
 
 
+def parse_sites(text: str, banks: int) -> tuple[tuple[str, ...], ...]:
+    """config.adapter.sites -> one site tuple per bank ("branch" or update sites)."""
+    entries = [tuple(e.split("+")) for e in str(text).replace(" ", "").split(",")]
+    if len(entries) == 1:
+        entries = entries * banks
+    if len(entries) != banks:
+        raise ConfigError(f"config.adapter.sites={text!r} names {len(entries)} banks' sites "
+                          f"for {banks} ranks: give one entry, or one per rank joined by ','")
+    valid = ("branch", *clip.SITES)
+    for e in entries:
+        bad = [x for x in e if x not in valid]
+        if bad or len(set(e)) != len(e) or ("branch" in e and e != ("branch",)):
+            raise ConfigError(f"config.adapter.sites={text!r}: each bank writes 'branch' or "
+                              f"distinct sites joined by '+' from {', '.join(clip.SITES)}")
+    return tuple(entries)
+
+
 def make_spec(block, model_config) -> Spec:
+    sites = parse_sites(block.get("sites", "branch"), len(block.ranks))
     return Spec("adaring", base.widths(model_config),
                 base.adapted_layers(model_config, block.start, block.end), hidden=block.hidden,
                 alpha=block.alpha, unscaled_grads=block.unscaled_grads,
                 ranks=tuple(block.ranks), max_mode=block.max_mode, bias=block.bias,
-                init_scale=block.init_scale, layer_rank=block.layer_rank)
+                init_scale=block.init_scale, layer_rank=block.layer_rank,
+                bank_sites=() if all(x == ("branch",) for x in sites) else sites,
+                ring_modes=block.get("ring_modes", "layers"), form=block.get("form", "dense"),
+                update_rank=block.get("update_rank", 4),
+                mlp_widths=(model_config.vision.mlp_dim, model_config.text.mlp_dim))
 
 
 def lr_multipliers(block) -> dict:
@@ -141,8 +204,11 @@ def init(spec: Spec, seed: int) -> base.Params:
     rng = np.random.default_rng([seed, len(spec.ranks)])
     zeros = lambda shape: jnp.zeros(shape, jnp.float32)  # noqa: E731
     params = {}
-    rows = spec.bias_rows()
+    rows = spec.bias_rows() if spec.branch_banks() else 0
     for b, rank in enumerate(spec.ranks):
+        if b in spec.update_banks():
+            params[f"bank_{b}"] = _init_update_bank(rng, spec, b)
+            continue
         bank: base.Params = {}
         for (owner, fam), (i, o) in spec.families().items():
             modes = (n, *spec.modes(i), *spec.modes(o))
@@ -157,12 +223,32 @@ def init(spec: Spec, seed: int) -> base.Params:
         params[f"bank_{b}"] = bank
     if rows:
         params["up_bias"] = {t: zeros((rows, d)) for t, d in zip(base.TOWERS, spec.widths)}
-    elif spec.bias == "ring":
+    elif spec.bias == "ring" and spec.branch_banks():
         params["up_bias"] = {t: _bias_ring(rng, spec, max(spec.ranks), d)
                              for t, d in zip(base.TOWERS, spec.widths)}
     if len(spec.ranks) > 1:
         params["gates"] = {t: zeros((n, len(spec.ranks))) for t in base.TOWERS}
     return params
+
+
+def _update_groups(spec: Spec, bank: int):
+    """(tower, group name, sites, (I, O), {ring: modes}) of an update bank's rings."""
+    shapes = spec.site_shapes()
+    for t in base.TOWERS:
+        for g in ru.groups(spec.sites_of(bank), shapes[t], spec.ring_modes):
+            io = shapes[t][g[0]]
+            yield t, "+".join(g), g, io, ru.ring_shapes(spec.num_layers, g, io, spec.form,
+                                                         spec.update_rank, spec.modes)
+
+
+def _init_update_bank(rng, spec: Spec, bank: int) -> base.Params:
+    rank = spec.ranks[bank]
+    out: base.Params = {}
+    for t, name, _, io, modes in _update_groups(spec, bank):
+        out.setdefault(t, {})[name] = ru.init_group(
+            rng, modes, lambda d: spec.bond_ranks(rank, d), io, spec.init_scale,
+            spec.update_rank)
+    return out
 
 
 def _bias_ring(rng, spec: Spec, rank: int, width: int) -> list[jax.Array]:
@@ -190,12 +276,12 @@ def labels(spec: Spec):
 
 
 def bank_weights(params: base.Params, spec: Spec) -> list[dict[str, tuple]]:
-    """Per bank, per tower: (kernels, biases) of the Down/Shared/Up MLP, stacked over layers,
+    """Per branch bank, per tower: (kernels, biases) of the Down/Shared/Up MLP, stacked over layers,
     each ring contracted to its (N, I, O) stack in one einsum. The Up bias is left out (it is
     shared by the banks; see `layer_adapters`)."""
     fams = spec.families()
     banks = []
-    for b in range(len(spec.ranks)):
+    for b in spec.branch_banks():
         bank = params[f"bank_{b}"]
 
         def weights(owner, fam):
@@ -236,21 +322,59 @@ def _block_diag(blocks: jax.Array) -> jax.Array:
     return jnp.einsum("kl,knij->nkilj", eye, blocks).reshape(n, k * h, k * h)
 
 
+def update_weights(params: base.Params, spec: Spec) -> list[dict]:
+    """Per update bank, per tower: {site: factors} materialized from its rings."""
+    out = []
+    for b in spec.update_banks():
+        bank = {t: {} for t in base.TOWERS}
+        for t, name, g, io, _ in _update_groups(spec, b):
+            bank[t].update(ru.materialize(params[f"bank_{b}"][t][name], g, io, spec.form,
+                                          spec.update_rank))
+        out.append(bank)
+    return out
+
+
+def _updates(params: base.Params, spec: Spec, gates: dict, tower: str) -> dict:
+    """{site: clip.Update} of one tower: the update banks' factors, gate-scaled per layer
+    (dense: the gated sum of dW; lowrank: A concatenated, B gate-scaled)."""
+    banks = update_weights(params, spec)
+    mix = [gates[tower][:, b, None, None] for b in spec.update_banks()]
+    sites: dict[str, list] = {}
+    for g, bank in zip(mix, banks):
+        for site, factors in bank[tower].items():
+            sites.setdefault(site, []).append((g, factors))
+    out = {}
+    for site, entries in sites.items():
+        if spec.form == "dense":
+            out[site] = clip.Update((sum(g * f[0] for g, f in entries),))
+        else:
+            out[site] = clip.Update((jnp.concatenate([f[0] for _, f in entries], axis=-1),
+                                     jnp.concatenate([g * f[1] for g, f in entries], axis=1)))
+    return out
+
+
 def layer_adapters(params: base.Params, spec: Spec) -> dict:
     """The pure function from trainable params to what the towers take, per tower."""
-    banks = bank_weights(params, spec)
     gates = gate_values(params, spec)
+    branch = spec.branch_banks()
+    banks = bank_weights(params, spec) if branch else []
     out = {}
     for t in base.TOWERS:
+        updates = _updates(params, spec, gates, t) if spec.update_banks() else {}
+        if not branch:
+            out[t] = clip.LayerAdapters(layers=spec.layers, updates=updates)
+            continue
+        g = [gates[t][:, j] for j in branch]
         downs = jnp.concatenate([b[t][0][0] for b in banks], axis=-1)
         shared = _block_diag(jnp.stack([b[t][0][1] for b in banks]))
-        ups = jnp.concatenate([gates[t][:, j, None, None] * b[t][0][2]
+        ups = jnp.concatenate([g[j][:, None, None] * b[t][0][2]
                                for j, b in enumerate(banks)], axis=1)
         biases = (jnp.concatenate([b[t][1][0] for b in banks], axis=-1),
                   jnp.concatenate([b[t][1][1] for b in banks], axis=-1),
                   _layer_bias({"bias": params["up_bias"][t]} if "up_bias" in params
                               else {}, spec, spec.widths[base.TOWERS.index(t)]))
-        out[t] = base.tower_adapters(spec, (downs, shared, ups), biases)
+        a = base.tower_adapters(spec, (downs, shared, ups), biases)
+        out[t] = a.replace(updates=updates) if updates else a
     return out
 
 
@@ -285,6 +409,8 @@ def diversity(params: base.Params, spec: Spec, num_probes: int = 64) -> jax.Arra
     """
     if len(spec.ranks) < 2:
         return jnp.zeros(())
+    if spec.update_banks():
+        return _update_diversity(params, spec)
     banks = bank_weights(params, spec)
     total, pairs = 0.0, 0
     for t, d in zip(base.TOWERS, spec.widths):
@@ -299,6 +425,26 @@ def diversity(params: base.Params, spec: Spec, num_probes: int = 64) -> jax.Arra
                 total = total + jnp.mean(_linear_cka(reps[i], reps[j]))
                 pairs += 1
     return total / pairs
+
+
+def _update_diversity(params: base.Params, spec: Spec) -> jax.Array:
+    """For update banks: the mean squared cosine between two banks' updates of the same site
+    and layer, over pairs, sites, layers and towers. For a linear map this is the squared
+    cosine of the banks' outputs on unit Gaussian inputs (E<dW1 u, dW2 u> = <dW1, dW2>_F), so
+    it measures functions, as the branch's CKA does. Banks of disjoint sites: 0. A zero
+    update (the start) counts as orthogonal to everything."""
+    banks = update_weights(params, spec)
+    terms = []
+    for t in base.TOWERS:
+        for i in range(len(banks)):
+            for j in range(i + 1, len(banks)):
+                for site in banks[i][t].keys() & banks[j][t].keys():
+                    x = ru.dense_update(banks[i][t][site]).reshape(spec.num_layers, -1)
+                    y = ru.dense_update(banks[j][t][site]).reshape(spec.num_layers, -1)
+                    dot = jnp.sum(x * y, -1)
+                    norms = jnp.sum(x * x, -1) * jnp.sum(y * y, -1)
+                    terms.append(jnp.mean(dot ** 2 / (norms + 1e-20)))
+    return sum(terms) / len(terms) if terms else jnp.zeros(())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -348,7 +494,8 @@ def warm_start(source: str, params, source_spec, spec: Spec):
         return params
     same_bank = (source_spec.layers, getattr(source_spec, "hidden", None)) == \
         (spec.layers, spec.hidden)
-    if source == "mma" and len(spec.ranks) == 1 and same_bank and spec.bias == "dense":
+    if (source == "mma" and len(spec.ranks) == 1 and same_bank and spec.bias == "dense"
+            and not spec.update_banks()):
         return from_dense(params, spec, rel_eps=None, max_rank=spec.ranks[0])[0]
     return None
 
