@@ -43,7 +43,7 @@ def ring_config(mma_config, rank: int, source: str, finetune_steps: int):
     config = mma_config.copy_and_resolve_references()
     config.unlock()
     config.method = adaring.METHOD.name
-    block = {**adaring.config_block(), "ranks": (rank,)}
+    block = {**adaring.config_block(), "ranks": (rank,), "sites": "branch"}
     for key in base.bottleneck_block():  # the MMA run's placement and branch
         block[key] = mma_config.adapter[key]
     block["init_from"] = os.path.abspath(source)

@@ -47,7 +47,7 @@ def parse(arg: str | None, **defaults) -> ml_collections.ConfigDict:
 # The default checkpoint is the embedded tiny CLIP ("shapes-clip", shipped in the package), so
 # every config runs offline as is; real runs pass e.g. checkpoint=openai/clip-vit-base-patch16.
 COMMON_ARGS = dict(method="adaring", arch="", checkpoint="shapes-clip",
-                   dataset="shapes", shots=16, seed=1, ranks=(), smoke=False)
+                   dataset="shapes", shots=16, seed=1, ranks=(), sites="", smoke=False)
 EMBEDDED = "shapes-clip"  # the shipped checkpoint's name in models.convert.EMBEDDED
 
 
@@ -56,8 +56,10 @@ def base_config(protocol: str, arg: ml_collections.ConfigDict) -> ml_collections
     recipe) as defaults. The configs apply the recipe that fits their checkpoint on top
     (adaring_jax/recipes.py). `arg` comes from `parse(..., **COMMON_ARGS)`."""
     method = adapters.get(arg.method)
-    if arg.ranks and "ranks" not in method.config_block():
-        raise ConfigError(f"the config argument ranks is for adaring, not method={arg.method}")
+    for name in ("ranks", "sites"):
+        if arg[name] and name not in method.config_block():
+            raise ConfigError(f"the config argument {name} is for adaring, not "
+                              f"method={arg.method}")
     c = ml_collections.ConfigDict()
     c.job = "adapt"  # adapt (this config family) | pretrain (configs/pretrain_shapes.py)
     c.protocol = protocol  # fewshot | base2novel | cross_dataset | domain_generalization

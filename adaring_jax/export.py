@@ -42,27 +42,54 @@ class ExportError(UserError, ValueError):
 
 
 def adapter_tensors(params, spec: adapters.Spec) -> dict[str, np.ndarray]:
-    """{'{tower}.{block}.{family}.{weight|bias}': float32 array}, weights (out, in)."""
+    """{'{tower}.{block}.{name}': float32 array}: the branch's `{down,shared,up}.{weight,bias}`
+    and each weight update's `{site}.delta` (its scale applied), all weights (out, in)."""
     out = {}
     for tower, layer in adapters.layer_adapters(params, spec).items():
+        deltas = {site: _dense(u) for site, u in layer.updates.items()}
         for j, block in enumerate(layer.layers):
             for fam, w, b in zip(FAMILIES, layer.kernels, layer.biases):
                 out[f"{tower}.{block}.{fam}.weight"] = np.ascontiguousarray(
                     np.asarray(w[j], np.float32).T)
                 out[f"{tower}.{block}.{fam}.bias"] = np.asarray(b[j], np.float32)
+            for site, d in deltas.items():
+                out[f"{tower}.{block}.{site}.delta"] = np.ascontiguousarray(d[j].T)
     return out
+
+
+def _dense(update) -> np.ndarray:
+    """(N, in, out) float32: scale * factors[0] @ factors[1] @ ..."""
+    w = np.asarray(update.factors[0], np.float64)
+    for f in update.factors[1:]:
+        w = np.einsum("nij,njk->nik", w, np.asarray(f, np.float64))
+    return (update.scale * w).astype(np.float32)
+
+
+# Where a site's update goes in transformers.CLIPModel's encoder layer.
+SITE_MODULES = {"q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj",
+                "o": "self_attn.out_proj", "fc1": "mlp.fc1", "fc2": "mlp.fc2"}
 
 
 def adapter_config(run: runs.Loaded) -> dict:
     spec = run.spec
-    bottleneck = int(adapters.layer_adapters(run.adapters, spec)["vision"].kernels[0].shape[-1])
-    return {"method": spec.method, "alpha": spec.alpha, "layers": list(spec.layers),
-            "towers": {"vision": {"width": spec.widths[0]}, "text": {"width": spec.widths[1]}},
-            "bottleneck": bottleneck, "trainable_params": adapters.count(spec),
-            "formula": "layer(x) + alpha * up(relu(shared(relu(down(layer_norm1(x))))))",
-            "keys": "{tower}.{layer}.{down|shared|up}.{weight|bias}; weight is (out, in)",
-            "run": os.path.abspath(run.record.workdir),
-            "results": {k: run.record.results.get(k) for k in ("adapted", "zeroshot")}}
+    layer = adapters.layer_adapters(run.adapters, spec)["vision"]
+    out = {"method": spec.method, "layers": list(spec.layers),
+           "towers": {"vision": {"width": spec.widths[0]}, "text": {"width": spec.widths[1]}},
+           "trainable_params": adapters.count(spec),
+           "run": os.path.abspath(run.record.workdir),
+           "results": {k: run.record.results.get(k) for k in ("adapted", "zeroshot")}}
+    keys = []
+    if layer.kernels:
+        out.update(alpha=spec.alpha, bottleneck=int(layer.kernels[0].shape[-1]),
+                   formula="layer(x) + alpha * up(relu(shared(relu(down(layer_norm1(x))))))")
+        keys.append("{tower}.{layer}.{down|shared|up}.{weight|bias}")
+    if layer.updates:
+        out["updates"] = {s: SITE_MODULES[s] for s in layer.updates}
+        out["update_formula"] = ("add {tower}.{layer}.{site}.delta to the weight of that "
+                                 "layer's module updates[site] (no bias change)")
+        keys.append("{tower}.{layer}.{site}.delta")
+    out["keys"] = "; ".join(keys) + "; weight and delta are (out, in)"
+    return out
 
 
 def check_out(out: str) -> None:
@@ -113,7 +140,8 @@ def main(argv):
         run = runs.load(f.workdir, needs_adapters=True)
         if not adapters.get(run.spec.method).exportable:
             raise ExportError(f"{f.workdir} is a {run.spec.method} run; export writes bottleneck "
-                              "adapters (Down/Shared/Up per layer) and cannot hold its weights")
+                              "branches and weight updates materialized per layer, and cannot "
+                              "hold its weights")
         export(run, f.out)
         print(f"exported the {run.spec.method} run {f.workdir} to {f.out} "
               f"({adapters.count(run.spec):,} adapter parameters in "

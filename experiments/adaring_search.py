@@ -36,12 +36,13 @@ def _update(key, label, ranks, sites, ring_modes="layers_sites", **extra):
 
 
 CANDIDATES = (
-    Variant("branch24", "adaring", "branch rings 2+4 (the earlier default)", "ranks=2+4"),
+    Variant("branch24", "adaring", "branch rings 2+4 (the earlier default)",
+            "ranks=2+4,sites=branch"),
     _update("qkv_ls8", "dW of q,k,v: one ring over layers x sites, rank 8", "8", "q+k+v"),
     _update("qkvo_ls7", "dW of q,k,v,o: one ring over layers x sites, rank 7", "7", "q+k+v+o"),
     _update("qkv_l4", "dW of q,k,v: a ring per site, rank 4", "4", "q+k+v", "layers"),
     _update("qkv_lr6", "LoRA A,B of q,k,v (r 4): rings over layers x sites, rank 6", "6",
-            "q+k+v", form="lowrank"),
+            "q+k+v", update_form="lowrank"),
     _update("qkvo_mlp_63", "dW of q,k,v,o (rank 6) + fc1,fc2 (rank 3), gated", "6+3",
             "q+k+v+o,fc1+fc2"),
     _update("qkv_ls4_whole", "dW of q,k,v over layers x sites, width modes whole, rank 4", "4",
@@ -54,8 +55,17 @@ BY_KEY = {c.key: c for c in CANDIDATES}
 _CANDIDATES = flags.DEFINE_list("candidates", [c.key for c in CANDIDATES], "candidates to run")
 _LRS = flags.DEFINE_list("lrs", ["0.01"], "rates of stage 1 (the embedded recipe's: 0.01)")
 _GRID = flags.DEFINE_integer("grid", 3, "the best N candidates of stage 1 get suite.LRS")
+_SHARD = flags.DEFINE_string("shard", "", "I/N: run only every N-th run from the I-th (parallel "
+                             "workers on one machine); prints no table")
+_TABLE = flags.DEFINE_bool("table", False, "run nothing; write the table of the finished runs")
 _SEARCH_OUT = flags.DEFINE_string("search_out", os.path.join(suite.HERE, "adaring_search.md"),
                                   "the table")
+
+
+def _mean_hm_all(runs, variants, lrs):
+    for v in variants:
+        for lr in lrs:
+            _mean_hm(runs, v, lr)
 
 
 def _mean_hm(runs, v, lr):
@@ -67,10 +77,26 @@ def _mean_hm(runs, v, lr):
     return statistics.fmean(h["adapted"]["hm"] for h in hms), (per_task, hms[0]["trainable_params"])
 
 
+class _Shard:
+    """Runs the I-th of every N runs it is asked for; the others count as unfinished."""
+
+    def __init__(self, runs, spec: str):
+        self.runs, self.count = runs, 0
+        self.i, self.n = map(int, spec.split("/"))
+
+    def __call__(self, *args):
+        self.count += 1
+        return self.runs(*args) if (self.count - 1) % self.n == self.i else None
+
+
 def main(argv):
     del argv
     suite.VARIANTS.update(BY_KEY)
-    runs = suite.Runs(suite._PLAN.value)
+    runs = suite.Runs(suite._PLAN.value or _TABLE.value)
+    if _SHARD.value:
+        _mean_hm_all(_Shard(runs, _SHARD.value), [BY_KEY[k] for k in _CANDIDATES.value],
+                     [float(x) for x in _LRS.value])
+        return 0
     chosen = [BY_KEY[k] for k in _CANDIDATES.value]
     stage1 = [float(x) for x in _LRS.value]
     scores: dict[str, dict[float, float | None]] = {}
@@ -102,7 +128,7 @@ def main(argv):
             f"{', '.join(suite.TUNING_TASKS)} x seeds 1-3; {len(runs.done)} of "
             f"{len(runs.planned)} runs finished.\n\n" + "\n".join(lines) + "\n")
     print(text)
-    if not suite._PLAN.value:
+    if not suite._PLAN.value or _TABLE.value:
         with open(_SEARCH_OUT.value, "w") as f:
             f.write(text)
     return 0

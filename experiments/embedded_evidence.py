@@ -31,10 +31,11 @@ VARIANTS = {
     "zeroshot": ("zero-shot", "method=zeroshot", False),
     "mma": ("MMA", "method=mma", False),
     "mma_ga": ("MMA", "method=mma", True),
-    "single": ("AdaRing single (rank {r})", "ranks={r}", False),
-    "single_ga": ("AdaRing single (rank {r})", "ranks={r}", True),
-    "adaring": ("AdaRing heterogeneous (ranks {rs})", "", False),
-    "adaring_ga": ("AdaRing heterogeneous (ranks {rs})", "", True),
+    # The branch form (sites=branch), whose evidence this script recorded.
+    "single": ("AdaRing single (rank {r})", "ranks={r},sites=branch", False),
+    "single_ga": ("AdaRing single (rank {r})", "ranks={r},sites=branch", True),
+    "adaring": ("AdaRing heterogeneous (ranks {rs})", "sites=branch", False),
+    "adaring_ga": ("AdaRing heterogeneous (ranks {rs})", "sites=branch", True),
 }
 
 _VARIANTS = flags.DEFINE_list("variants", list(VARIANTS), f"of {', '.join(VARIANTS)}")
@@ -49,7 +50,7 @@ _SET = flags.DEFINE_multi_string("set", [], "config overrides key=value (all var
 
 def make_config(variant: str, seed: str):
     _, arg, ga = VARIANTS[variant]
-    default = fewshot.get_config()
+    default = fewshot.get_config("sites=branch")
     rank = _SINGLE_RANK.value or max(default.adapter.ranks)
     arg = ",".join(filter(None, [arg.format(r=rank), f"seed={seed}"]))
     config = fewshot.get_config(arg)
@@ -65,7 +66,7 @@ def make_config(variant: str, seed: str):
 
 
 def label(variant: str) -> str:
-    default = fewshot.get_config()
+    default = fewshot.get_config("sites=branch")
     name = VARIANTS[variant][0].format(r=_SINGLE_RANK.value or max(default.adapter.ranks),
                                        rs="+".join(map(str, default.adapter.ranks)))
     return name

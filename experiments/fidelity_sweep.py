@@ -135,7 +135,9 @@ _CURVE = flags.DEFINE_bool("curve", False, "run the parameter curve instead (wri
 
 def make_config(trial: str, seed: str):
     method, _, overrides = EVERY[trial]
-    arg = ",".join(filter(None, [f"method={method},seed={seed}", _ARGS.value]))
+    # The sweep measured the branch form (sites=branch, the default until 2026-12-04).
+    branch = "sites=branch" if method == "adaring" else ""
+    arg = ",".join(filter(None, [f"method={method},seed={seed}", branch, _ARGS.value]))
     config = fewshot.get_config(arg)
     config.unlock()
     for key, value in adaring.LOSS.items():  # every method, the same loss

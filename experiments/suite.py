@@ -75,7 +75,7 @@ class Variant:
 MAIN = (Variant("coop", "coop", "CoOp (4 context vectors)"),
         Variant("clip_lora", "clip_lora", "CLIP-LoRA (rank 2)"),
         Variant("mma", "mma", "MMA"),
-        Variant("adaring", "adaring", "AdaRing (ranks 2+4)"))
+        Variant("adaring", "adaring", "AdaRing (update rings: attention 6 + MLP 3)"))
 FRONT = (Variant("coop_x8", "coop", "CoOp (8 random context vectors)",
                  fields=(("adapter.ctx_init", ""), ("adapter.n_ctx", 8))),
          # 12, not CoOp's 16: the embedded text tower's prompts are 16 tokens (at most 13 fit)
@@ -85,11 +85,14 @@ FRONT = (Variant("coop_x8", "coop", "CoOp (8 random context vectors)",
          Variant("clip_lora_r4", "clip_lora", "CLIP-LoRA (rank 4)", fields=(("adapter.rank", 4),)),
          Variant("mma_h8", "mma", "MMA (bottleneck 8)", fields=(("adapter.hidden", 8),)),
          Variant("mma_h16", "mma", "MMA (bottleneck 16)", fields=(("adapter.hidden", 16),)),
-         Variant("adaring_r2", "adaring", "AdaRing (rank 2)", "ranks=2"),
-         Variant("adaring_r4", "adaring", "AdaRing (rank 4)", "ranks=4"),
-         Variant("adaring_r248", "adaring", "AdaRing (ranks 2+4+8)", "ranks=2+4+8"))
+         # The branch form (sites=branch): the earlier default and its sizes.
+         Variant("adaring_b24", "adaring", "AdaRing branch (ranks 2+4)", "ranks=2+4,sites=branch"),
+         Variant("adaring_r2", "adaring", "AdaRing branch (rank 2)", "ranks=2,sites=branch"),
+         Variant("adaring_r4", "adaring", "AdaRing branch (rank 4)", "ranks=4,sites=branch"),
+         Variant("adaring_r248", "adaring", "AdaRing branch (ranks 2+4+8)",
+                 "ranks=2+4+8,sites=branch"))
 VARIANTS = {v.key: v for v in MAIN + FRONT}
-BANKS = ("adaring", "adaring_r2", "adaring_r4")
+BANKS = ("adaring_b24", "adaring_r2", "adaring_r4")  # heterogeneous first, then the singles
 ZEROSHOT = Variant("zeroshot", "zeroshot", "zero-shot CLIP")
 
 _PARTS = flags.DEFINE_list("parts", list(PARTS), f"of {', '.join(PARTS)}")
@@ -319,8 +322,9 @@ def banks_table(runs, lrs, seeds, tasks) -> list[str]:
             lines.append(f"| {t} | " + " | ".join("-" * (len(keys) + 1)) + " |")
             continue
         means = {k: statistics.fmean(map(_hm, rs)) for k, rs in hms.items()}
-        singles = [means[k] for k in keys if k != "adaring"]
-        diff = f"{means['adaring'] - max(singles):+.2f}" if "adaring" in means and singles else "-"
+        mixed = BANKS[0]
+        singles = [means[k] for k in keys if k != mixed]
+        diff = f"{means[mixed] - max(singles):+.2f}" if mixed in means and singles else "-"
         lines.append(f"| {t} | " + " | ".join(_cell(list(map(_hm, hms[k]))) for k in keys)
                      + f" | {diff} |")
     return lines

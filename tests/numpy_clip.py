@@ -38,9 +38,17 @@ class NumpyCLIP:
         self.w = load("model.safetensors")
         self.a = load("adapters.safetensors")
 
-    def _linear(self, x, name, bias=True):
-        y = x @ self.w[name + ".weight"].T
+    def _linear(self, x, name, bias=True, delta=None):
+        w = self.w[name + ".weight"] if delta is None else self.w[name + ".weight"] + delta
+        y = x @ w.T
         return y + self.w[name + ".bias"] if bias else y
+
+    def _delta(self, tower, layer, module):
+        """The exported weight update of `module` in this layer, or None."""
+        for site, name in self.adapter_config.get("updates", {}).items():
+            if name == module and layer in self.adapter_config["layers"]:
+                return self.a[f"{tower}.{layer}.{site}.delta"]
+        return None
 
     def _block(self, x, prefix, cfg, causal, tower, layer):
         eps = cfg["layer_norm_eps"]
@@ -49,16 +57,18 @@ class NumpyCLIP:
         b, t, d = u.shape
         heads = cfg["num_attention_heads"]
         split = lambda z: z.reshape(b, t, heads, d // heads).transpose(0, 2, 1, 3)  # noqa: E731
-        q, k, v = (split(self._linear(u, f"{p}.self_attn.{n}_proj")) for n in "qkv")
+        lin = lambda z, m: self._linear(z, f"{p}.{m}",  # noqa: E731
+                                        delta=self._delta(tower, layer, m))
+        q, k, v = (split(lin(u, f"self_attn.{n}_proj")) for n in "qkv")
         scores = q @ k.transpose(0, 1, 3, 2) / math.sqrt(d // heads)
         if causal:
             scores = scores + np.triu(np.full((t, t), -np.inf), 1)
         att = (_softmax(scores) @ v).transpose(0, 2, 1, 3).reshape(b, t, d)
-        y = x + self._linear(att, f"{p}.self_attn.out_proj")
+        y = x + lin(att, "self_attn.out_proj")
         h = _layer_norm(y, self.w[p + ".layer_norm2.weight"], self.w[p + ".layer_norm2.bias"], eps)
-        h = ACTIVATIONS[cfg["hidden_act"]](self._linear(h, f"{p}.mlp.fc1"))
-        y = y + self._linear(h, f"{p}.mlp.fc2")
-        if layer in self.adapter_config["layers"]:
+        h = ACTIVATIONS[cfg["hidden_act"]](lin(h, "mlp.fc1"))
+        y = y + lin(h, "mlp.fc2")
+        if layer in self.adapter_config["layers"] and "alpha" in self.adapter_config:
             a = lambda n, z: z @ self.a[f"{tower}.{layer}.{n}.weight"].T \
                 + self.a[f"{tower}.{layer}.{n}.bias"]  # noqa: E731
             relu = lambda z: np.maximum(z, 0)  # noqa: E731

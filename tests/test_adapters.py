@@ -31,7 +31,22 @@ def test_mma_count_is_mmas_674560():
 
 
 def test_default_adaring_trains_at_most_ten_percent_of_mma():
+    """The default: weight-update rings in all 12 blocks of both towers, a bank of one ring
+    per tower over (layers, q/k/v/o, in modes, out modes) at rank 6 and a bank of a ring per
+    MLP projection (fc1, fc2) at rank 3, gated per layer (experiments/adaring_search.md)."""
     config = fewshot.get_config("arch=vit_b16")
+    assert config.method == "adaring" and config.adapter.start == 1
+    _, total = params_report.report(config)
+    split = lambda n: sum(tr.factorize(n, 16))  # noqa: E731  768 -> 12+8+8, 512 -> 8+8+8
+    attention = 36 * ((12 + 4 + 2 * split(768)) + (12 + 4 + 2 * split(512)))
+    mlp = 9 * 2 * ((12 + split(768) + split(3072)) + (12 + split(512) + split(2048)))
+    assert total == attention + mlp + 2 * 12 * 2 == 7_824  # + per-layer gates
+    assert total <= MMA_VIT_B16 // 10
+
+
+def test_branch_adaring_trains_at_most_ten_percent_of_mma():
+    """`sites=branch`: the earlier default, rings of MMA's bottleneck in blocks 5-12."""
+    config = fewshot.get_config("arch=vit_b16,sites=branch")
     assert config.method == "adaring"
     _, total = params_report.report(config)
     assert total <= MMA_VIT_B16 // 10
@@ -73,6 +88,8 @@ def tiny():
 
 
 def _spec(method, **kw):
+    if method == "adaring":  # the branch form; tests/test_ring_updates.py has the updates
+        kw = {"sites": "branch", **kw}
     return adapters.make_spec(method, clip.PRESETS["tiny"], 2, 4, hidden=8, **kw)
 
 

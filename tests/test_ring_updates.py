@@ -34,7 +34,7 @@ def _config(arg, **fields):
     ("ranks=4", dict(sites="q+k+v", ring_modes="layers", start=1),
      16 * 3 * ((6 + 40) + (6 + 32))),
     # lowrank (r = 4): A over (6, 3, in modes, 4) and B over (6, 3, 4, out modes)
-    ("ranks=6", dict(sites="q+k+v", ring_modes="layers_sites", form="lowrank", start=1),
+    ("ranks=6", dict(sites="q+k+v", ring_modes="layers_sites", update_form="lowrank", start=1),
      36 * 2 * ((6 + 3 + 20 + 4) + (6 + 3 + 16 + 4))),
     # attention (q,k,v,o) at rank 6 and the MLP's fc1, fc2 (a ring each: shapes differ) at 3;
     # 384 -> modes 6, 8, 8 and 256 -> 4, 8, 8 (or 16, 16): each sums as factorize gives them
@@ -93,7 +93,7 @@ def _features(model, params, a, spec, pixels, ids):
 @pytest.mark.parametrize("ranks,sites,kw", [
     ((3,), "q+k+v", dict(ring_modes="layers_sites")),
     ((2,), "o+fc1+fc2", dict(ring_modes="layers")),
-    ((3,), "q+v", dict(ring_modes="layers_sites", form="lowrank", update_rank=2)),
+    ((3,), "q+v", dict(ring_modes="layers_sites", update_form="lowrank", update_rank=2)),
     ((2, 3), "branch,q+k+v+o", dict(ring_modes="layers_sites")),
 ])
 def test_fresh_update_rings_are_exactly_zero_shot_with_nonzero_gradient(tiny, ranks, sites, kw):
@@ -107,7 +107,7 @@ def test_fresh_update_rings_are_exactly_zero_shot_with_nonzero_gradient(tiny, ra
     g = jax.jit(jax.grad(lambda ap, p, x, t: sum(jnp.sum(f ** 2) for f in feats(ap, p, x, t))))(
         a, params, pixels, ids)
     bank = g[f"bank_{len(ranks) - 1}"]
-    ring = "b" if spec.form == "lowrank" else "w"
+    ring = "b" if spec.update_form == "lowrank" else "w"
     for tower in ("vision", "text"):  # the zero ring's layer-slice core gets the gradient
         assert all(float(jnp.abs(node[ring]["cores"][0]).max()) > 0
                    for node in bank[tower].values())
@@ -140,7 +140,8 @@ def test_a_layers_x_sites_ring_materializes_each_layer_and_sites_matrix():
 
 @pytest.mark.parametrize("form", ["dense", "lowrank"])
 def test_banks_of_different_sites_and_ranks_are_gated_per_layer(form):
-    spec = _spec((2, 3), "q+k+v+o,v+fc1", ring_modes="layers_sites", form=form, update_rank=2)
+    spec = _spec((2, 3), "q+k+v+o,v+fc1", ring_modes="layers_sites", update_form=form,
+                 update_rank=2)
     a = jax.tree.map(lambda x: x + 0.2, adapters.init(spec, 0))
     a["gates"] = {t: jnp.asarray(np.random.default_rng(2).standard_normal((4, 2)), jnp.float32)
                   for t in ("vision", "text")}
@@ -168,7 +169,7 @@ def test_update_diversity_is_zero_for_disjoint_sites_and_one_for_copies():
 
 
 def test_labels_mark_each_rings_first_core_as_the_layer_slices():
-    spec = _spec((2,), "q+k+v", ring_modes="layers_sites", form="lowrank", update_rank=2)
+    spec = _spec((2,), "q+k+v", ring_modes="layers_sites", update_form="lowrank", update_rank=2)
     labels = adapters.labels(spec)["bank_0"]["vision"]["q+k+v"]
     for ring in ("a", "b"):
         kinds = labels[ring]["cores"]

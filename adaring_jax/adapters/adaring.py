@@ -25,8 +25,14 @@ from adaring_jax.models import clip
 # width) with the bank's ranks (the Up bias: the largest bank's), first core zero so the bias
 # starts at zero with a gradient. The evidence found no gain over "dense" (experiments/).
 BIAS_MODES = ("dense", "shared", "none", "ring")
-RANKS = (2, 4, 8)  # the banks on CLIP ViT-B/L
-EMBEDDED_RANKS = (2, 4)  # the banks on the embedded tiny CLIP (recipes.py)
+# The default (experiments/adaring_search.md): two banks of weight-update rings over every
+# block of both towers, one writing attention (q, k, v, o: one ring per tower over layers x
+# sites, rank 6), one the MLP (fc1, fc2: a ring each, rank 3), mixed per layer by gates.
+SITES = "q+k+v+o,fc1+fc2"
+UPDATE_RANKS = (6, 3)
+# `sites=branch`: the earlier default, rings of MMA's parallel bottleneck (blocks 5-12).
+RANKS = (2, 4, 8)  # its banks on CLIP ViT-B/L
+EMBEDDED_RANKS = (2, 4)  # its banks on the embedded tiny CLIP (recipes.py)
 # The generalization-aware loss AdaRing trains with (DESIGN.md 1.4). PromptSRC's 25 / 10 / 1
 # made training unstable under MMA's 1/alpha gradient scaling (gradient norm 34 -> 3,000 within
 # 24 smoke steps); on the embedded task 0.1 each beat both 1.0 and none.
@@ -44,7 +50,7 @@ class Spec(base.Bottleneck):
     # updates of sites in clip.SITES (ring_updates.py). () = every bank the branch.
     bank_sites: tuple[tuple[str, ...], ...] = ()
     ring_modes: str = "layers"  # update rings: one per site, or per layers x sites
-    form: str = "dense"  # update rings hold dW, or LoRA's A and B ("lowrank")
+    update_form: str = "dense"  # update rings hold dW, or LoRA's A and B ("lowrank")
     update_rank: int = 4  # r of the lowrank form
     mlp_widths: tuple[int, int] = (0, 0)  # (vision, text) MLP widths, for fc1/fc2 updates
 
@@ -94,7 +100,7 @@ def config_block() -> dict:
         **base.bottleneck_block(),
         # TR rank per bank; one rank = single AdaRing. 2+4+8 for CLIP ViT-B/L, 2+4 on the
         # embedded tiny CLIP (`recipe`); the config argument ranks=R1+R2+... sets them.
-        "ranks": RANKS,
+        "ranks": UPDATE_RANKS,
         "max_mode": 16,  # split wide modes into factors <= this (0: off)
         # Biases (Down, Shared, Up): "dense" per layer, "shared" by all layers, "none", or
         # "ring" (per layer, as tensor rings over the layers and the split width).
@@ -111,17 +117,26 @@ def config_block() -> dict:
         # updates of sites joined by "+" from q, k, v, o, fc1, fc2 (e.g. "q+k+v"); for
         # banks that differ, one entry per rank joined by ",", e.g. "q+k+v+o,fc1+fc2" with
         # ranks=6+3 (different adapter types, each with its rank, mixed by the gates).
-        "sites": "branch",
+        "sites": SITES,
         # Update rings: "layers" (a ring per site) or "layers_sites" (sites of one shape
         # share a ring whose second mode indexes them).
-        "ring_modes": "layers",
-        "form": "dense",  # update rings hold dW ("dense") or LoRA's A and B ("lowrank")
+        "ring_modes": "layers_sites",
+        "update_form": "dense",  # update rings hold dW ("dense") or LoRA's A and B ("lowrank")
         "update_rank": 4,  # r of the lowrank form
     }
 
 
 def recipe(config, name: str, arg) -> None:
-    config.adapter.ranks = tuple(arg.ranks) or (EMBEDDED_RANKS if name == "embedded" else RANKS)
+    """The default update rings adapt every block (CLIP-LoRA's placement); `sites=branch`
+    keeps the recipe's MMA placement and the earlier banks."""
+    sites = arg.sites or SITES
+    config.adapter.sites = sites
+    if sites == "branch":
+        config.adapter.ranks = tuple(arg.ranks) or (EMBEDDED_RANKS if name == "embedded"
+                                                    else RANKS)
+    else:
+        config.adapter.ranks = tuple(arg.ranks) or UPDATE_RANKS
+        config.adapter.start = 1
     if name == "embedded":
         # Layer cores (the rings' only layer-specific part) at 4x the rate: +1.1 HM at 10
         # epochs on every tuning seed (experiments/sweep.md, ring_lr_layer4).
@@ -148,9 +163,9 @@ def check(config) -> None:
     if a.ring_modes not in ru.RING_MODES:
         raise ConfigError(f"config.adapter.ring_modes={a.ring_modes!r} is not valid; choose "
                           f"from: {', '.join(ru.RING_MODES)}")
-    if a.form not in ru.FORMS:
-        raise ConfigError(f"config.adapter.form={a.form!r} is not valid; choose from: "
-                          f"{', '.join(ru.FORMS)}")
+    if a.update_form not in ru.FORMS:
+        raise ConfigError(f"config.adapter.update_form={a.update_form!r} is not valid; choose "
+                          f"from: {', '.join(ru.FORMS)}")
     base.number("adapter.update_rank", a.update_rank, 1, integer=True)
     del sites
     if a.max_mode == 1:
@@ -176,15 +191,15 @@ def parse_sites(text: str, banks: int) -> tuple[tuple[str, ...], ...]:
 
 
 def make_spec(block, model_config) -> Spec:
-    sites = parse_sites(block.get("sites", "branch"), len(block.ranks))
+    sites = parse_sites(block.sites, len(block.ranks))
     return Spec("adaring", base.widths(model_config),
                 base.adapted_layers(model_config, block.start, block.end), hidden=block.hidden,
                 alpha=block.alpha, unscaled_grads=block.unscaled_grads,
                 ranks=tuple(block.ranks), max_mode=block.max_mode, bias=block.bias,
                 init_scale=block.init_scale, layer_rank=block.layer_rank,
                 bank_sites=() if all(x == ("branch",) for x in sites) else sites,
-                ring_modes=block.get("ring_modes", "layers"), form=block.get("form", "dense"),
-                update_rank=block.get("update_rank", 4),
+                ring_modes=block.ring_modes, update_form=block.update_form,
+                update_rank=block.update_rank,
                 mlp_widths=(model_config.vision.mlp_dim, model_config.text.mlp_dim))
 
 
@@ -237,7 +252,7 @@ def _update_groups(spec: Spec, bank: int):
     for t in base.TOWERS:
         for g in ru.groups(spec.sites_of(bank), shapes[t], spec.ring_modes):
             io = shapes[t][g[0]]
-            yield t, "+".join(g), g, io, ru.ring_shapes(spec.num_layers, g, io, spec.form,
+            yield t, "+".join(g), g, io, ru.ring_shapes(spec.num_layers, g, io, spec.update_form,
                                                          spec.update_rank, spec.modes)
 
 
@@ -328,7 +343,7 @@ def update_weights(params: base.Params, spec: Spec) -> list[dict]:
     for b in spec.update_banks():
         bank = {t: {} for t in base.TOWERS}
         for t, name, g, io, _ in _update_groups(spec, b):
-            bank[t].update(ru.materialize(params[f"bank_{b}"][t][name], g, io, spec.form,
+            bank[t].update(ru.materialize(params[f"bank_{b}"][t][name], g, io, spec.update_form,
                                           spec.update_rank))
         out.append(bank)
     return out
@@ -345,7 +360,7 @@ def _updates(params: base.Params, spec: Spec, gates: dict, tower: str) -> dict:
             sites.setdefault(site, []).append((g, factors))
     out = {}
     for site, entries in sites.items():
-        if spec.form == "dense":
+        if spec.update_form == "dense":
             out[site] = clip.Update((sum(g * f[0] for g, f in entries),))
         else:
             out[site] = clip.Update((jnp.concatenate([f[0] for _, f in entries], axis=-1),
