@@ -224,3 +224,14 @@ def test_rendered_test_images_are_cached_byte_identical_and_keyed_by_what_they_a
     monkeypatch.delenv("ADARING_IMAGES_CACHE")
     assert image_cache.rendered(view, wanted, process_count=2)[0] is view
     assert caches.images_dir({"ADARING_CACHE": "0"}) is None
+
+
+def test_a_failed_image_cache_write_leaves_no_file(tmp_path, monkeypatch):
+    import numpy as np
+    from adaring_jax.data import image_cache
+
+    def full(*_):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(image_cache.os, "replace", full)
+    image_cache._store(str(tmp_path / "ab" / "entry.images"), np.zeros((2, 4, 4, 3), np.uint8))
+    assert os.listdir(tmp_path / "ab") == []
