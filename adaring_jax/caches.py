@@ -1,4 +1,5 @@
-"""The per-user caches every command shares: XLA's compiled programs and zero-shot results.
+"""The per-user caches every command shares: compiled programs, zero-shot results, rendered
+images and file digests.
 
 A run compiles the same programs (the training step, class features, accuracy) as the last run
 with the same shapes, and evaluates the same zero-shot CLIP on the same test images as every
@@ -10,13 +11,20 @@ other method and seed of a table. Both are kept on disk and reused:
   (`job/zeroshot_cache.py`: the weights, the prompt ids, the images, the code);
 - `images/`: the rendered test images of the embedded tasks, keyed by the generator's
   arguments, the indices and the renderer's code (`data/image_cache.py`; 3 KB an image, 76 MB
-  for the default job's test set).
+  for the default job's test set);
+- `digests/`: the content digest of each file of the user's own data folders and lists, with
+  its size and modification time (`data/file_digests.py`), so that a run's identity covers its
+  images without reading an unchanged folder again.
+
+Each entry of the last three carries a digest of its content, written with it and checked when
+it is read: a damaged entry is never used but recomputed and replaced, with a one-line warning
+(the compiled programs are JAX's to check).
 
 Where: `$ADARING_CACHE_DIR`, else `$XDG_CACHE_HOME/adaring-jax` (default
 `~/.cache/adaring-jax`); JAX's own `$JAX_COMPILATION_CACHE_DIR` wins for the programs. Off:
-`ADARING_CACHE=0` for all, `ADARING_COMPILATION_CACHE=0`, `ADARING_ZEROSHOT_CACHE=0` or
-`ADARING_IMAGES_CACHE=0` for one. A cache cannot change a result (a miss computes); deleting
-the folders is always safe.
+`ADARING_CACHE=0` for all, `ADARING_COMPILATION_CACHE=0`, `ADARING_ZEROSHOT_CACHE=0`,
+`ADARING_IMAGES_CACHE=0` or `ADARING_DIGESTS_CACHE=0` for one. A cache cannot change a result (a
+miss computes); deleting the folders is always safe.
 """
 
 from __future__ import annotations
@@ -57,6 +65,11 @@ def zeroshot_dir(environ=os.environ) -> str | None:
 def images_dir(environ=os.environ) -> str | None:
     """The rendered test images folder, None when that cache is off."""
     return None if _off(environ, "images") else os.path.join(root(environ), "images")
+
+
+def digests_dir(environ=os.environ) -> str | None:
+    """The file digests folder, None when that cache is off."""
+    return None if _off(environ, "digests") else os.path.join(root(environ), "digests")
 
 
 def enable_compilation_cache() -> str | None:

@@ -138,15 +138,21 @@ def quiet_logging() -> None:
         handler.addFilter(_ours_or_critical)
 
 
-def fail(error: BaseException) -> int:
+# What a command that failed on a full disk leaves (`run`'s `after_full_disk`).
+TRAINING_RESUMES = "nothing half-written is kept; training resumes from its last checkpoint"
+WROTE_NOTHING = "nothing was written: the output is written whole, at the end"
+EXPORT_REMOVED = ("nothing was written: the half-built export beside --out was removed and "
+                  "--out was not created")
+
+
+def fail(error: BaseException, after_full_disk: str = TRAINING_RESUMES) -> int:
     """Print `error` for the user; the exit status."""
     if tracebacks():
         traceback.print_exception(error)
     full = disk_full(error)
     if full is not None:
         print(f"error: the disk is full{full}: free space and run the same command again "
-              "(nothing half-written is kept; training resumes from its last checkpoint)",
-              file=sys.stderr, flush=True)
+              f"({after_full_disk})", file=sys.stderr, flush=True)
         return 2
     if isinstance(error, (UserError, OSError)):  # OSError: permissions, missing files...
         print(f"error: {error}", file=sys.stderr, flush=True)
@@ -174,9 +180,10 @@ def disk_full(error: BaseException) -> str | None:
     return None
 
 
-def run(body) -> int:
+def run(body, after_full_disk: str = TRAINING_RESUMES) -> int:
     """`body()` under the error surface above; the exit status. An error that a background
-    thread raised fails the command too, after the main flow, as one line."""
+    thread raised fails the command too, after the main flow, as one line. `after_full_disk`
+    says what a full disk left behind (a command that does not train says so)."""
     quiet_logging()
     caches.enable_compilation_cache()  # before anything compiles
     host.tune_malloc()  # before XLA allocates its buffers
@@ -195,5 +202,5 @@ def run(body) -> int:
         print(f"stopped: {e}", file=sys.stderr, flush=True)
         return STOPPED_STATUS
     except Exception as e:  # noqa: BLE001 - the one place errors meet the user
-        return fail(e)
+        return fail(e, after_full_disk)
     return 0

@@ -27,7 +27,7 @@ from absl import app, flags
 
 from adaring_jax import adapters, cli
 from adaring_jax.adapters import adaring, base
-from adaring_jax.job import runs, train
+from adaring_jax.job import runs, train, workdir as workdirs
 from adaring_jax.errors import UserError
 from adaring_jax.models import convert
 
@@ -89,7 +89,8 @@ def print_report(report: dict, rank: int, mma_count: int, ring_count: int) -> No
 
 def _define_flags():
     flags.DEFINE_string("workdir", None, "A finished mma run.", required=True)
-    flags.DEFINE_string("out", None, "The new adaring run's workdir.", required=True)
+    flags.DEFINE_string("out", None, "The new adaring run's workdir (not inside another run's).",
+                        required=True)
     flags.DEFINE_float("rel_error", None, "Largest relative error per family; picks the rank.")
     flags.DEFINE_integer("max_rank", None, "Ring rank R of every bond (>= 1).")
     flags.DEFINE_integer("finetune_steps", 0, "Train the ring this many steps after "
@@ -108,6 +109,10 @@ def main(argv):
         cli.at_least("finetune_steps", f.finetune_steps, 0)
         if f.rel_error is not None and not 0 < f.rel_error < 1:
             raise CompressError(f"--rel_error={f.rel_error}: give a number in (0, 1)")
+        workdirs.check_place(f.out, "--out")  # before any work: not inside a run, not a file
+        if os.path.realpath(f.out) == os.path.realpath(f.workdir):
+            raise CompressError(f"--out={f.out} is the mma run itself; the ring is another "
+                                "experiment: give a new workdir")
         rec = runs.read(f.workdir)
         if rec.method != "mma":
             raise runs.RunError(f"{f.workdir} is a {rec.method} run; compress takes a finished "

@@ -105,6 +105,8 @@ def base_config(protocol: str, arg: ml_collections.ConfigDict) -> ml_collections
     # Your own data: a CoOp split_zhou_*.json to use instead of making a split (e.g. the one
     # an earlier run wrote into its workdir), paths relative to the folder or list.
     c.data.split_file = ""
+    # Your own data: read list paths that lead outside the list's folder (absolute, or "..").
+    c.data.allow_outside = False
     c.data.template = "a photo of a {}."  # your own data: the prompt (MMA's by default)
     # tfds:NAME: our splits as TFDS split strings, "train=train[:80%],test=train[80%:]"
     # ("": TFDS's train, validation and test), and a file naming classes whose TFDS names are

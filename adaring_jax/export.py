@@ -3,7 +3,8 @@ as plain per-layer tensors.
 
     python -m adaring_jax.export --workdir=runs/default --out=exported/
 
-OUT (which must not exist yet, or be empty) then holds:
+OUT (which must not exist yet, or be empty, or with --overwrite hold an earlier export;
+never inside a run directory) then holds:
 - `config.json`, `model.safetensors`, `preprocessor_config.json` and the tokenizer files:
   the frozen CLIP as `transformers.CLIPModel.from_pretrained(OUT)` loads it;
 - `adapters.safetensors`: for each tower ("vision", "text") and adapted block l (0-based, as in
@@ -25,12 +26,13 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 
 import numpy as np
 from absl import app, flags
 
 from adaring_jax import adapters, cli
-from adaring_jax.job import runs
+from adaring_jax.job import atomic, outputs, runs
 from adaring_jax.errors import UserError
 from adaring_jax.models import convert
 
@@ -92,42 +94,55 @@ def adapter_config(run: runs.Loaded) -> dict:
     return out
 
 
-def check_out(out: str) -> None:
-    if not out:
-        raise ExportError("--out is empty: name the directory to export to")
-    if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):
-        raise ExportError(f"--out={out} exists and is not an empty directory; export never "
-                          "overwrites: choose a new directory")
+MARKER = "adapter_config.json"  # what makes a folder an earlier export (--overwrite replaces it)
 
 
-def export(run: runs.Loaded, out: str) -> str:
-    """Write the export directory (complete or not at all: built beside, then renamed)."""
-    check_out(out)
-    tmp = os.path.abspath(out).rstrip(os.sep) + ".export-tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
+def check_out(out: str, overwrite: bool = False) -> None:
+    """Refuse an --out that export must not write (before any work): inside a run directory,
+    a file, a non-empty folder (with --overwrite: one that is not an earlier export)."""
+    outputs.check(out, "--out", "folder", overwrite, marker=MARKER)
+
+
+def export(run: runs.Loaded, out: str, overwrite: bool = False) -> str:
+    """Write the export directory (complete or not at all: built beside, then renamed; with
+    `overwrite`, an earlier export in its place is removed only once the new one is there)."""
+    check_out(out, overwrite)
+    parent = os.path.dirname(os.path.abspath(out).rstrip(os.sep))
+    tmp = tempfile.mkdtemp(prefix=".export-tmp-", dir=parent)
+    old = None
     try:
         convert.save_pretrained(run.model, run.frozen, tmp)
         run.tok.hf.save_pretrained(tmp)
         from safetensors.numpy import save_file
         save_file(adapter_tensors(run.adapters, run.spec), os.path.join(tmp, "adapters.safetensors"),
                   metadata={"format": "pt"})
-        with open(os.path.join(tmp, "adapter_config.json"), "w") as f:
+        with open(os.path.join(tmp, MARKER), "w") as f:
             json.dump(adapter_config(run), f, indent=2)
-        if os.path.isdir(out):
+        atomic.normal_permissions(tmp)  # mkdtemp and safetensors create theirs owner-only
+        if os.path.isdir(out) and not os.listdir(out):
             os.rmdir(out)  # empty, checked above
+        elif os.path.isdir(out):  # an earlier export, and --overwrite (checked above)
+            old = tempfile.mkdtemp(prefix=".export-old-", dir=parent)
+            os.replace(out, os.path.join(old, "export"))
         os.replace(tmp, out)
     except Exception as e:
+        if old is not None and not os.path.exists(out):  # put the earlier export back
+            os.replace(os.path.join(old, "export"), out)
         if cli.disk_full(e) is not None:  # safetensors' error names no file: name the export
             raise OSError(errno.ENOSPC, "No space left on device", out) from e
         raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     return out
 
 
 def _define_flags():
     flags.DEFINE_string("workdir", None, "A finished mma or adaring run.", required=True)
-    flags.DEFINE_string("out", None, "The directory to create.", required=True)
+    flags.DEFINE_string("out", None, "The directory to create (not inside a run directory).",
+                        required=True)
+    flags.DEFINE_bool("overwrite", False, "Replace --out if it holds an earlier export.")
 
 
 def main(argv):
@@ -136,18 +151,18 @@ def main(argv):
     def body():
         if len(argv) > 1:
             raise ExportError(f"unexpected arguments: {argv[1:]}")
-        check_out(f.out)
+        check_out(f.out, f.overwrite)
         run = runs.load(f.workdir, needs_adapters=True)
         if not adapters.get(run.spec.method).exportable:
             raise ExportError(f"{f.workdir} is a {run.spec.method} run; export writes bottleneck "
                               "branches and weight updates materialized per layer, and cannot "
                               "hold its weights")
-        export(run, f.out)
+        export(run, f.out, f.overwrite)
         print(f"exported the {run.spec.method} run {f.workdir} to {f.out} "
               f"({adapters.count(run.spec):,} adapter parameters in "
               f"{len(run.spec.layers)} blocks per tower)", file=sys.stderr)
 
-    return cli.run(body)
+    return cli.run(body, cli.EXPORT_REMOVED)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ import numpy as np
 from absl import app, flags
 
 from adaring_jax import adapters, cli, data
-from adaring_jax.job import atomic, evaluate, metrics, runs, sharding
+from adaring_jax.job import atomic, evaluate, metrics, outputs, runs, sharding
 from adaring_jax.data import own
 from adaring_jax.data.sources import FolderSource
 from adaring_jax.errors import UserError
@@ -61,16 +61,14 @@ def image_files(paths: Sequence[str]) -> list[str]:
     return out
 
 
-def check_out(out: str) -> None:
-    if out and not out.lower().endswith(OUT_SUFFIXES):
+def check_out(out: str, overwrite: bool = False) -> None:
+    """Refuse an --out that predict must not write (before any work): not .csv or .json, inside
+    a run directory, an existing file without --overwrite, a missing or read-only folder."""
+    if not out:
+        return
+    if not out.lower().endswith(OUT_SUFFIXES) and not os.path.isdir(out):
         raise PredictError(f"--out={out}: give a .csv or .json file name")
-    if out and not os.path.isdir(os.path.dirname(os.path.abspath(out))):
-        raise PredictError(f"--out={out}: the folder {os.path.dirname(out)} does not exist")
-    if out and os.path.isdir(out):
-        raise PredictError(f"--out={out} is a folder; give a .csv or .json file name")
-    if out and not os.access(os.path.dirname(os.path.abspath(out)), os.W_OK | os.X_OK):
-        raise PredictError(f"--out={out}: the folder {os.path.dirname(os.path.abspath(out))} is "
-                           "not writable by this user")
+    outputs.check(out, "--out", "file", overwrite)
 
 
 def make_predictor(run: runs.Loaded, classnames: Sequence[str], template: str, mesh):
@@ -124,7 +122,7 @@ def predict(run: runs.Loaded, files: Sequence[str], classnames: Sequence[str], t
     return rows, skipped
 
 
-def write(out: str, rows, skipped) -> None:
+def write(out: str, rows, skipped, overwrite: bool = False) -> None:
     """CSV (file, class_1, p_1, ...) or JSON ({"predictions": [...], "skipped": [...]})."""
     f = io.StringIO(newline="")
     if out.lower().endswith(".json"):
@@ -138,14 +136,16 @@ def write(out: str, rows, skipped) -> None:
         w.writerow(["file", *[x for i in range(1, k + 1) for x in (f"class_{i}", f"p_{i}")]])
         for path, best in rows:
             w.writerow([path, *[x for c, p in best for x in (c, f"{p:.6f}")]])
-    atomic.write_text(out, f.getvalue())
+    atomic.write_text(out, f.getvalue(), replace=overwrite)
 
 
 def _define_flags():
     # Defined only when run as a program: importing this module defines no flags.
     flags.DEFINE_string("workdir", None, "A finished run's directory.", required=True)
     flags.DEFINE_integer("top_k", 5, "Classes shown per image (>= 1).")
-    flags.DEFINE_string("out", "", "Write the predictions to this .csv or .json file.")
+    flags.DEFINE_string("out", "", "Write the predictions to this .csv or .json file (not "
+                        "inside a run directory).")
+    flags.DEFINE_bool("overwrite", False, "Replace --out if it exists.")
     flags.DEFINE_list("classes", [], "Class names to choose from (default: the run's).")
     flags.DEFINE_string("split", "", "Use the class names of this evaluation split of the run "
                         "(e.g. base, novel).")
@@ -163,7 +163,7 @@ def main(argv):
             raise PredictError("give --classes or --split, not both")
         for flag in ("top_k", "batch_size", "num_threads"):
             cli.at_least(flag, f[flag].value, 1)
-        check_out(f.out)
+        check_out(f.out, f.overwrite)
         files = image_files(argv[1:])
         own.check_utf8(files, "the images given")
         run = runs.load(f.workdir)
@@ -177,10 +177,10 @@ def main(argv):
         if skipped:
             print(f"skipped {len(skipped)} unreadable file(s) of {len(files)}", file=sys.stderr)
         if f.out:
-            write(f.out, rows, skipped)
+            write(f.out, rows, skipped, f.overwrite)
             print(f"wrote {len(rows)} predictions to {f.out}", file=sys.stderr)
 
-    return cli.run(body)
+    return cli.run(body, cli.WROTE_NOTHING)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ def _smoke(tmp_path, name, *flags, **env):
                           *flags],
                          cwd=ROOT, env=environ, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
+    _smoke.stderr = out.stderr
     with open(tmp_path / name / "results.json") as f:
         results = json.load(f)
     return {k: results[k] for k in ("zeroshot", "adapted")}
@@ -118,6 +119,9 @@ def test_zero_shot_key_changes_with_every_input_it_depends_on(tmp_path, monkeypa
     assert zc.load(base) is None  # a broken entry is a miss, recomputed
     path.write_text('{"key": "other", "accuracy": 1, "counted": 1}')
     assert zc.load(base) is None
+    zc.store(base, 12.5, 10)
+    path.write_text(path.read_text().replace("12.5", "13.5"))  # the value, not its digest
+    assert zc.load(base) is None
 
 
 def test_a_run_reuses_zero_shot_and_recomputes_when_its_inputs_change(tmp_path):
@@ -128,9 +132,19 @@ def test_a_run_reuses_zero_shot_and_recomputes_when_its_inputs_change(tmp_path):
     stamps = [p.stat().st_mtime_ns for p in entries]
     assert _smoke(tmp_path, "b") == first  # read back, not rewritten
     assert [p.stat().st_mtime_ns for p in entries] == stamps
-    for p in entries:  # a wrong cached value would show: the run must not trust a foreign key
-        p.write_text('{"key": "x", "accuracy": 99.0, "counted": 1}')
+    for p in entries:  # a wrong cached value would show: the run must not trust a changed one
+        value = json.loads(p.read_text())
+        p.write_text(json.dumps({**value, "accuracy": 99.0}))
+    # A bit flipped in every rendered-image entry (the same size and shape): not used either.
+    images = sorted((tmp_path / "xdg" / "adaring-jax" / "images").rglob("*.images"))
+    assert images
+    for p in images:
+        data = bytearray(p.read_bytes())
+        data[len(data) // 2] ^= 0x10
+        p.write_bytes(bytes(data))
     assert _smoke(tmp_path, "c") == first
+    assert "rendered-image cache entry" in _smoke.stderr and "zero-shot cache entry" in \
+        _smoke.stderr, _smoke.stderr[-2000:]
     # Another test set: new entries, and the old ones are left for the runs that need them.
     _smoke(tmp_path, "d", "--config.eval.max_examples=32")
     assert len(sorted(zero.rglob("*.json"))) == 4
@@ -168,6 +182,7 @@ def test_rendered_test_images_are_cached_byte_identical_and_keyed_by_what_they_a
     import numpy as np
     from adaring_jax.data import image_cache, shapes_suite
     from adaring_jax.data.source import Subset
+    from adaring_jax.job import atomic
 
     monkeypatch.setenv("ADARING_CACHE_DIR", str(tmp_path))
     for var in ("ADARING_CACHE", "ADARING_IMAGES_CACHE"):
@@ -180,7 +195,7 @@ def test_rendered_test_images_are_cached_byte_identical_and_keyed_by_what_they_a
     for j, i in enumerate(wanted):
         assert np.array_equal(got[j]["image"], view[i]["image"])
         assert got[j]["label"] == view[i]["label"]
-    files = sorted((tmp_path / "images").rglob("*.npy"))
+    files = sorted((tmp_path / "images").rglob("*.images"))
     assert len(files) == 1
 
     # The second time they are read back, not rendered.
@@ -196,10 +211,12 @@ def test_rendered_test_images_are_cached_byte_identical_and_keyed_by_what_they_a
     other = shapes_suite.SuiteSource("shapes_lookalike", "test", size=64, image_size=16, seed=1)
     image_cache.rendered(other, wanted)
     image_cache.rendered(base, wanted)
-    assert len(list((tmp_path / "images").rglob("*.npy"))) == 3
+    assert len(list((tmp_path / "images").rglob("*.images"))) == 3
     files[0].write_bytes(b"not an array")
     fixed, _ = image_cache.rendered(view, wanted)
     assert np.array_equal(fixed.images, got.images)
+    assert oct(files[0].stat().st_mode & 0o777) == oct(0o666 & ~atomic.umask())
+    assert not list((tmp_path / "images").rglob("*.tmp"))
 
     # Off, or several processes: the source itself.
     monkeypatch.setenv("ADARING_IMAGES_CACHE", "0")
@@ -207,3 +224,14 @@ def test_rendered_test_images_are_cached_byte_identical_and_keyed_by_what_they_a
     monkeypatch.delenv("ADARING_IMAGES_CACHE")
     assert image_cache.rendered(view, wanted, process_count=2)[0] is view
     assert caches.images_dir({"ADARING_CACHE": "0"}) is None
+
+
+def test_a_failed_image_cache_write_leaves_no_file(tmp_path, monkeypatch):
+    import numpy as np
+    from adaring_jax.data import image_cache
+
+    def full(*_):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(image_cache.os, "replace", full)
+    image_cache._store(str(tmp_path / "ab" / "entry.images"), np.zeros((2, 4, 4, 3), np.uint8))
+    assert os.listdir(tmp_path / "ab") == []

@@ -39,6 +39,7 @@ def world(tmp_path_factory):
         json.dump({"image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5],
                    "crop_size": {"height": 30, "width": 30}}, f)
     (top / "dangling").symlink_to(top / "nowhere")
+    (top / "mine.csv").write_text("the user's own file\n")
     return top
 
 
@@ -60,11 +61,24 @@ CASES = [
      "does not exist"),
     ("adaring_jax.predict", ["--workdir={run}", "--classes=a,,b", IMAGE], "empty class name"),
     ("adaring_jax.predict", ["--workdir={top}/nothing", IMAGE], "no run directory"),
-    ("adaring_jax.export", ["--workdir={run}", "--out={run}"], "not an empty directory"),
+    # Nothing is written into a run directory, nor over a user's file unless asked.
+    ("adaring_jax.predict", ["--workdir={run}", "--out={run}/results.json", IMAGE],
+     "is inside the run directory"),
+    ("adaring_jax.predict", ["--workdir={run}", "--out={run}/config.json", "--overwrite", IMAGE],
+     "nothing else is written there, --overwrite or not"),
+    ("adaring_jax.predict", ["--workdir={run}", "--out={top}/mine.csv", IMAGE],
+     "exists; nothing is replaced unless asked: give --overwrite"),
+    ("adaring_jax.export", ["--workdir={run}", "--out={run}"], "is the run directory"),
+    ("adaring_jax.export", ["--workdir={run}", "--out={top}", "--overwrite"],
+     "it is not an earlier output (no adapter_config.json)"),
+    ("adaring_jax.main", ["--config=configs/fewshot.py:smoke", "--workdir={run}/checkpoints/x"],
+     "is inside the run directory"),
     ("adaring_jax.compress", ["--workdir={run}", "--out={new}", "--max_rank=0"],
      "--max_rank=0 must be >= 1"),
     ("adaring_jax.compress", ["--workdir={run}", "--out={new}", "--max_rank=2"],
      "compress takes a finished mma run"),
+    ("adaring_jax.compress", ["--workdir={run}", "--out={run}/ring", "--max_rank=2"],
+     "is inside the run directory"),
     ("adaring_jax.zeroshot", [f"--checkpoint={CKPT}", "--classes=a,,a", IMAGE],
      "empty class name"),
     ("adaring_jax.zeroshot", [f"--checkpoint={CKPT}", "--classes=cat,Cat", IMAGE],
@@ -180,3 +194,52 @@ def test_a_full_disk_while_writing_a_file_names_the_file_and_leaves_no_tmp(tmp_p
         atomic.write_text(str(target), "a,b\n")
     assert cli.disk_full(e.value) == f" (writing {target})"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_full_disk_in_a_command_that_does_not_train_says_what_it_left(capsys):
+    from adaring_jax import cli
+    full = OSError(28, "No space left on device", "/data/out/adapters.safetensors")
+    for advice in (cli.WROTE_NOTHING, cli.EXPORT_REMOVED):
+        assert cli.fail(full, advice) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: the disk is full (writing /data/out/adapters.safetensors)")
+        assert advice in err and "training" not in err
+
+
+def test_one_rule_for_what_a_command_may_write(tmp_path):
+    """outputs.check, which every command uses: never into a run directory (a symbolic link
+    into one included), never over a file or an unrelated folder; --overwrite replaces a file
+    or an earlier output of the same kind only; and a write that must not replace fails if the
+    file appeared meanwhile."""
+    from adaring_jax.job import atomic, outputs, workdir
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "experiment.json").write_text("{}")
+    (tmp_path / "link").symlink_to(run)
+    for path, kind in [(run / "results.json", "file"), (run / "new.csv", "file"),
+                       (tmp_path / "link" / "preds.csv", "file"), (run / "exp", "folder"),
+                       (run / "checkpoints", "workdir")]:
+        with pytest.raises(outputs.OutputError, match="run directory"):
+            outputs.check(str(path), "--out", kind, overwrite=True)
+    outputs.check(str(run), "--workdir", "workdir")  # its own workdir: workdir.check decides
+    mine = tmp_path / "mine.csv"
+    mine.write_text("mine")
+    with pytest.raises(outputs.OutputError, match="give --overwrite"):
+        outputs.check(str(mine))
+    outputs.check(str(mine), overwrite=True)
+    export = tmp_path / "export"
+    export.mkdir()
+    outputs.check(str(export), kind="folder", marker="adapter_config.json")  # empty
+    (export / "notes.txt").write_text("x")
+    with pytest.raises(outputs.OutputError, match="no adapter_config.json"):
+        outputs.check(str(export), kind="folder", overwrite=True, marker="adapter_config.json")
+    (export / "adapter_config.json").write_text("{}")
+    outputs.check(str(export), kind="folder", overwrite=True, marker="adapter_config.json")
+    with pytest.raises(FileExistsError):
+        atomic.write_text(str(mine), "new", replace=False)
+    assert mine.read_text() == "mine" and sorted(os.listdir(tmp_path)) == [
+        "export", "link", "mine.csv", "run"]
+    # A folder holding what a run writes, without saying which run, is not a workdir.
+    (export / "config.json").write_text("{}")
+    with pytest.raises(workdir.WorkdirError, match="holds adapter_config.json|holds config.json"):
+        workdir.check_place(str(export))

@@ -128,7 +128,8 @@ def test_finished_identical_rerun_changes_no_file(finished, tmp_path, capsys):
     # Fields on the deny-list cannot change a result: a finished run is reported as it is.
     for field in identity.NOT_IDENTITY:
         value = identity._flatten(json.loads(config.to_json()))[field]
-        train.train_and_evaluate(_with(config, field, value + 1), workdir)
+        other = not value if isinstance(value, bool) else value + 1
+        train.train_and_evaluate(_with(config, field, other), workdir)
     assert _snapshot(workdir) == before
 
 

@@ -163,8 +163,25 @@ def test_a_recorded_split_reproduces_the_run(tmp_path):
     assert json.load(open(tmp_path / "b" / "split_zhou_data.json")) == json.load(open(split))
     # Images added to the folder make another experiment: the finished run is not replaced.
     Image.fromarray(_images(1)[0][0]).save(os.path.join(folder, CLASSES[0], "new.png"))
+    before = {f: (tmp_path / "a" / f).read_bytes() for f in os.listdir(tmp_path / "a")
+              if os.path.isfile(tmp_path / "a" / f)}
     err = run_module("adaring_jax.main", *args, f"--workdir={tmp_path / 'a'}", expect=2).stderr
-    assert "data.split" in err and "Traceback" not in err
+    assert "its data changed: 1 added (the run had 32 images in 4 classes; there are now 33 " \
+           "in 4)" in err and "Traceback" not in err, err
+    # Images repainted under the same names (and sizes) are another experiment too, said in
+    # words; a renamed class folder is named.
+    os.remove(os.path.join(folder, CLASSES[0], "new.png"))
+    for name in sorted(os.listdir(os.path.join(folder, CLASSES[1])))[:3]:
+        path = os.path.join(folder, CLASSES[1], name)
+        if name.endswith(".png"):
+            pixels = np.asarray(Image.open(path)).copy()
+            pixels[0, 0] ^= 1
+            Image.fromarray(pixels).save(path)
+    os.rename(os.path.join(folder, CLASSES[2]), os.path.join(folder, "green_stars"))
+    err = run_module("adaring_jax.main", *args, f"--workdir={tmp_path / 'a'}", expect=2).stderr
+    assert "2 images changed, class folder 'green star' renamed to 'green_stars' (the run had " \
+           "32 images in 4 classes; there are now 32 in 4)" in err and "Traceback" not in err, err
+    assert before == {f: (tmp_path / "a" / f).read_bytes() for f in before}
 
 
 _BUILDERS = {}  # TFDS registers a builder class by name once per process
@@ -297,3 +314,130 @@ def test_folder_listing_skips_hidden_and_non_image_files_and_reads_classnames_tx
     assert table.classnames == ["Yellow Heart", "blue square", "the green star", "a red disc"]
     assert table.skipped_files == 4  # the notes.txt files
     assert sum(len(r) for r in table.rows.values()) == 6 * 4
+
+
+def _list_folder(tmp_path, per_class=6):
+    """A folder of CLASSES and its files relative to tmp_path, by class."""
+    folder = make_folder(str(tmp_path / "f"), per_class=per_class)
+    files = {}
+    for name in CLASSES:
+        for base, _, names in os.walk(os.path.join(folder, name)):
+            files.setdefault(name, []).extend(
+                os.path.relpath(os.path.join(base, x), str(tmp_path)) for x in sorted(names)
+                if x.endswith((".png", ".JPG")))
+    return files
+
+
+def test_list_quirks_bom_repeats_contradictions_and_paths_outside(tmp_path, caplog):
+    files = _list_folder(tmp_path)
+    rows = [f"{p},{c}\n" for c, ps in files.items() for p in ps]
+    # Excel's byte-order mark; the first row three more times, the second once more.
+    (tmp_path / "l.csv").write_text("\ufeffpath,class\n" + "".join(rows + rows[:1] * 3
+                                                                    + rows[1:2]), "utf-8")
+    caplog.set_level("WARNING")
+    table = own.load(f"list:{tmp_path / 'l.csv'}")
+    assert sum(len(r) for r in table.rows.values()) == len(rows)
+    assert "4 repeated rows collapsed" in caplog.text
+    first = rows[0].split(",")[0]
+    (tmp_path / "two.csv").write_text("path,class\n" + "".join(rows) + f"{first},other\n")
+    with pytest.raises(DataError, match=f"'{first}' is listed under two classes, "
+                                        f"'{CLASSES[0]}' and 'other'"):
+        own.load(f"list:{tmp_path / 'two.csv'}")
+    (tmp_path / "s.csv").write_text("path,class,split\n" + "".join(
+        r.strip() + ",train\n" for r in rows) + rows[0].strip() + ",test\n")
+    with pytest.raises(DataError, match="listed under two splits, 'train' and 'test'"):
+        own.load(f"list:{tmp_path / 's.csv'}")
+    # Paths that leave the list's folder are refused, naming the first few, unless allowed.
+    (tmp_path / "sub").mkdir()
+    outside = [f"../{p}" for p in [x for ps in files.values() for x in ps]]
+    (tmp_path / "sub" / "l.csv").write_text("path,class\n" + "".join(
+        f"{p},{c}\n" for p, c in zip(outside, [c for c, ps in files.items() for _ in ps]))
+        + f"/etc/passwd,{CLASSES[0]}\n")
+    with pytest.raises(DataError, match=r"25 paths lead outside its folder .*\('\.\./f/.*"
+                                        r"\(25 in all\).*data.allow_outside"):
+        own.load(f"list:{tmp_path / 'sub' / 'l.csv'}")
+    (tmp_path / "sub" / "l.csv").write_text("path,class\n" + "".join(
+        f"{p},{c}\n" for p, c in zip(outside, [c for c, ps in files.items() for _ in ps])))
+    allowed = own.load(f"list:{tmp_path / 'sub' / 'l.csv'}", allow_outside=True)
+    assert sorted(allowed.images) == sorted(os.path.normpath(p) for p in outside)
+
+
+def test_jsonl_errors_show_the_line_and_a_runs_split_file_points_to_split_file(tmp_path):
+    (tmp_path / "l.jsonl").write_text('{"path": "a.png", "class": "a"}\n["a.png", "a"]\n')
+    with pytest.raises(DataError, match=r"line 2: expected an object .*got '\[\"a.png\", "
+                                        r"\"a\"\]'"):
+        own.load(f"list:{tmp_path / 'l.jsonl'}")
+    folder = make_folder(str(tmp_path / "data"), per_class=6)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "experiment.json").write_text("{}")
+    (run / "split_zhou_data.json").write_text(json.dumps(own.load(f"folder:{folder}").coop()))
+    with pytest.raises(DataError, match=r"is in a run directory.*--config.data.split_file="):
+        own.load(f"list:{run / 'split_zhou_data.json'}")
+
+
+def test_base_to_novel_needs_two_classes_in_each_half(tmp_path):
+    from configs import base2novel
+    from adaring_jax.job import task as tasks
+    dataset = _folder_with(tmp_path, {"a": 6, "b": 6, "c": 6})
+    config = base2novel.get_config(f"smoke,dataset={dataset}")
+    with pytest.raises(DataError, match="into 2 base and 1 novel; each half needs at least 2"):
+        tasks.build(config, 32, tasks.own_table(config))
+
+
+def test_unreadable_images_are_found_before_training_in_one_line(tmp_path, caplog):
+    from adaring_jax.data.sources import FolderSource
+    from adaring_jax.job import task as tasks
+    dataset = _folder_with(tmp_path, {"a": 40, "b": 40})
+    root = dataset.partition(":")[2]
+    items = [(f"{c}/{i}.png", y) for y, c in enumerate("ab") for i in range(40)]
+    for i in range(5, 13):  # 8 of 80 broken (90% < 91%): a sample of 32 could miss them
+        (tmp_path / "d" / "b" / f"{i}.png").write_bytes(b"broken")
+    source = FolderSource(root, items, ["a", "b"], "{}", root, "test")
+    caplog.set_level("WARNING")
+    with pytest.raises(DataError, match=r"only 72 of 80 images could be read .*unreadable: "
+                                        r".*b/10.png, .*\(8 in all\)"):
+        tasks.usable_share(source, np.arange(80), "novel", 0.91)
+    assert caplog.text.count("skipping unreadable image") == 1
+
+
+def test_file_digests_are_read_once_cached_by_size_and_mtime_and_verified(tmp_path,
+                                                                          monkeypatch, caplog):
+    from adaring_jax.data import file_digests
+    from adaring_jax.job import atomic
+    monkeypatch.setenv("ADARING_CACHE_DIR", str(tmp_path / "cache"))
+    for var in ("ADARING_CACHE", "ADARING_DIGESTS_CACHE"):
+        monkeypatch.delenv(var, raising=False)
+    for name in "abc":
+        (tmp_path / f"{name}.png").write_bytes(name.encode() * 10)
+    first = file_digests.digests(str(tmp_path), ["a.png", "b.png", "c.png"])
+    assert len(set(first.values())) == 3
+    read = []
+    real = file_digests.file_digest
+    monkeypatch.setattr(file_digests, "file_digest", lambda p: read.append(p) or real(p))
+    assert file_digests.digests(str(tmp_path), ["a.png", "b.png", "c.png"]) == first
+    assert read == []  # nothing read again
+    (tmp_path / "b.png").write_bytes(b"B" * 10)  # the same size, another mtime
+    second = file_digests.digests(str(tmp_path), ["a.png", "b.png", "c.png"])
+    assert [os.path.basename(p) for p in read] == ["b.png"] and second["b.png"] != first["b.png"]
+    cache = next((tmp_path / "cache" / "digests").iterdir())
+    assert oct(cache.stat().st_mode & 0o777) == oct(0o666 & ~atomic.umask())  # not 0600
+    cache.write_text(cache.read_text().replace(second["a.png"], first["b.png"]))  # tampered
+    caplog.set_level("WARNING")
+    read.clear()
+    assert file_digests.digests(str(tmp_path), ["a.png", "b.png", "c.png"]) == second
+    assert len(read) == 3 and "is damaged" in caplog.text
+
+
+def test_what_changed_in_the_data_is_said_in_words():
+    from adaring_jax.data.file_digests import describe_changes
+    old = {f"x/{i}.png": ["x", f"d{i}"] for i in range(4)}
+    old.update({f"y/{i}.png": ["y", f"e{i}"] for i in range(4)})
+    new = {f"z/{i}.png": ["z", f"d{i}"] for i in range(4)}  # x renamed to z
+    new.update({f"y/{i}.png": ["y", f"e{i}" if i else "changed"] for i in range(3)})  # 1 removed
+    new["y/9.png"] = ["y", "new"]
+    assert describe_changes(old, new) == (
+        "1 image changed, 1 added, 1 removed, class folder 'x' renamed to 'z' (the run had 8 "
+        "images in 2 classes; there are now 8 in 2)")
+    relabelled = {**old, "y/0.png": ["x", "e0"]}
+    assert describe_changes(old, relabelled, "list").startswith("1 moved to another class")

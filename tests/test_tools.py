@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from adaring_jax import adapters, predict
-from adaring_jax.job import evaluate, runs, task as tasks
+from adaring_jax.job import atomic, evaluate, runs, task as tasks
 from adaring_jax.models import clip, convert
 from conftest import run_module
 from numpy_clip import NumpyCLIP
@@ -81,6 +81,15 @@ def test_predict_skips_unreadable_files_and_refuses_bad_input(default_run, tmp_p
     lines = (tmp_path / "p.csv").read_text().splitlines()
     assert lines[0].startswith("file,class_1,p_1") and len(lines) == 1 + 5
     assert len(out.stdout.strip().splitlines()) == 5 and "Traceback" not in out.stderr
+    # An existing --out is replaced only when asked.
+    before = (tmp_path / "p.csv").read_bytes()
+    err = run_module("adaring_jax.predict", f"--workdir={default_run}", f"--out={tmp_path}/p.csv",
+                     folder, expect=2).stderr
+    assert "give --overwrite" in err and (tmp_path / "p.csv").read_bytes() == before
+    (tmp_path / "p.csv").write_text("old")
+    run_module("adaring_jax.predict", f"--workdir={default_run}", f"--out={tmp_path}/p.csv",
+               "--overwrite", folder)
+    assert (tmp_path / "p.csv").read_bytes() == before
 
     for args, words in [((folder / "missing",), "no such file or folder"),
                         ((f"--out={tmp_path}/p.txt", folder), ".csv or .json"),
@@ -159,9 +168,18 @@ def test_exported_adapters_reproduce_our_features_in_numpy(default_run, tmp_path
     model, params = convert.load_pretrained(str(out))
     assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)), params,
                                      run.frozen))
+    # Files with the permissions of any new file (safetensors and mkdtemp make theirs 0600).
+    mask = atomic.umask()
+    assert {oct(p.stat().st_mode & 0o777) for p in out.iterdir()} == {oct(0o666 & ~mask)}
+    assert oct(out.stat().st_mode & 0o777) == oct(0o777 & ~mask)
     err = run_module("adaring_jax.export", f"--workdir={default_run}", f"--out={out}",
                      expect=2).stderr
-    assert "never overwrites" in err
+    assert "give --overwrite to replace it" in err
+    # --overwrite replaces an earlier export (and nothing else), leaving nothing beside it.
+    (out / "stale.txt").write_text("from an earlier export")
+    run_module("adaring_jax.export", f"--workdir={default_run}", f"--out={out}", "--overwrite")
+    assert not (out / "stale.txt").exists() and (out / "adapters.safetensors").exists()
+    assert sorted(os.listdir(tmp_path)) == ["export"]
 
 
 @pytest.fixture(scope="module")

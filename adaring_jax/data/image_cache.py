@@ -9,9 +9,11 @@ under `caches.images_dir()` the first time, reading them back every other time.
 
 The key is a SHA-256 of the source's description (`describe()`: generator, split, domain or
 task, seed, image size), the indices and the bytes of the renderer's modules, so any change
-to those is a miss. Files and TFDS sources are not cached (their decoding is theirs to
-change); neither is anything when the cache is off (`ADARING_CACHE=0` or
-`ADARING_IMAGES_CACHE=0`) or under several processes. A miss only costs the rendering.
+to those is a miss. An entry starts with the SHA-256 of its bytes, checked on every read: a
+damaged entry is rendered again and replaced, with a one-line warning. Files and TFDS sources
+are not cached (their decoding is theirs to change); neither is anything when the cache is off
+(`ADARING_CACHE=0` or `ADARING_IMAGES_CACHE=0`) or under several processes. A miss only costs
+the rendering.
 """
 
 from __future__ import annotations
@@ -19,12 +21,15 @@ from __future__ import annotations
 import concurrent.futures
 import functools
 import hashlib
+import io
 import os
 import tempfile
 
 import numpy as np
+from absl import logging
 
 from adaring_jax import caches
+from adaring_jax.job import atomic
 from adaring_jax.data import shapes, shapes_suite, source as sources
 
 _CODE = (shapes.__file__, shapes_suite.__file__)
@@ -83,17 +88,53 @@ def _render(base, inner: np.ndarray, threads: int) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros((0, size, size, 3), np.uint8)
 
 
+_MAGIC = b"adaring-jax rendered images, sha256 "  # the first line of an entry, then .npy bytes
+
+
 def _store(path: str, images: np.ndarray) -> None:
-    """Write atomically (another run may read the same entry); a cache that cannot be written
-    is skipped: it only saves time."""
+    """Write atomically (another run may read the same entry), with the digest of its bytes;
+    a cache that cannot be written is skipped (it only saves time) and leaves no file."""
+    buffer = io.BytesIO()
+    np.save(buffer, images)
+    body = buffer.getvalue()
+    tmp = None
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
-            np.save(f, images)
+            f.write(_MAGIC + hashlib.sha256(body).hexdigest().encode() + b"\n")
+            f.write(body)
+        atomic.normal_permissions(tmp)  # mkstemp's are owner-only
         os.replace(tmp, path)
+        tmp = None
     except OSError:
         pass
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _load(path: str, shape: tuple) -> np.ndarray | None:
+    """The entry's images if it is there and intact; a damaged entry (its bytes do not match
+    the digest written with it, or not the expected shape) is reported in one line and None
+    returned, so that it is rendered again and replaced."""
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path, "rb") as f:
+            header, body = f.readline(), f.read()
+        if not header.startswith(_MAGIC):
+            raise ValueError("not an entry of this cache")
+        if header[len(_MAGIC):].strip().decode() != hashlib.sha256(body).hexdigest():
+            raise ValueError("its bytes do not match the digest written with it")
+        images = np.load(io.BytesIO(body))
+        if images.shape != shape or images.dtype != np.uint8:
+            raise ValueError(f"it holds {images.dtype} {images.shape}, not uint8 {shape}")
+        return images
+    except (OSError, ValueError, UnicodeDecodeError) as e:
+        logging.warning("rendered-image cache entry %s is damaged (%s); rendering it again",
+                        path, e)
+        return None
 
 
 def rendered(source, indices, process_count: int = 1, threads: int = 1):
@@ -105,14 +146,8 @@ def rendered(source, indices, process_count: int = 1, threads: int = 1):
     if where is None or process_count != 1 or base is None or len(indices) == 0:
         return source, indices
     key = _key(base, inner)
-    path = os.path.join(where, key[:2], key + ".npy")
-    images = None
-    try:
-        images = np.load(path, mmap_mode="r")
-        if images.shape != (len(inner), base.image_size, base.image_size, 3):
-            images = None
-    except (OSError, ValueError):
-        images = None
+    path = os.path.join(where, key[:2], key + ".images")
+    images = _load(path, (len(inner), base.image_size, base.image_size, 3))
     if images is None:
         images = _render(base, inner, threads)
         _store(path, images)

@@ -1,8 +1,8 @@
 """Image decoding for every file- or record-backed source: RGB uint8, failures counted, not raised.
 
 Grayscale (8- and 16-bit), CMYK, palette and alpha images are converted to RGB; a file that cannot be decoded
-becomes a black image marked `valid: False` (the pipeline masks it out) and is logged once and
-counted, never raised mid-epoch.
+becomes a black image marked `valid: False` (the pipeline masks it out) and is counted (the
+first one logged), never raised mid-epoch.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from PIL import Image
 
 
 class BadImages:
-    """Thread-safe count of images that could not be decoded, logged once per file."""
+    """Thread-safe set of images that could not be decoded; the first is logged (one line per
+    source: a folder of broken files is not a screenful), all are counted."""
 
     def __init__(self):
         self._lock = threading.Lock()
@@ -26,8 +27,10 @@ class BadImages:
         with self._lock:
             if path not in self.paths:
                 self.paths.add(path)
-                logging.warning("skipping unreadable image %s (%s); %d so far", path, error,
-                                len(self.paths))
+                if len(self.paths) == 1:
+                    logging.warning("skipping unreadable image %s (%s); further unreadable "
+                                    "images of this split are counted (results.json), not "
+                                    "logged", path, error)
 
     def __len__(self):
         return len(self.paths)

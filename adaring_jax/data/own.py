@@ -26,8 +26,10 @@ as CLIP's tokenizer lowercases) are refused: their prompts would be the same.
 
 from __future__ import annotations
 
+import collections
 import csv
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -37,7 +39,7 @@ import re
 import numpy as np
 from absl import logging
 
-from adaring_jax.data import prompts, upstream
+from adaring_jax.data import file_digests, prompts, upstream
 from adaring_jax.data.source import DataError
 
 PREFIXES = ("folder:", "list:", "tfds:")
@@ -67,10 +69,34 @@ class Table:
                 for s, rows in self.rows.items()}
 
     def digest(self) -> str:
-        """sha256 of the split: part of a run's identity, so that a folder whose images
-        changed is another experiment."""
+        """sha256 of the split (names, labels, splits): part of a run's identity."""
         text = json.dumps({"classnames": self.classnames, **self.coop()}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()
+
+    @functools.cached_property
+    def images(self) -> dict[str, list[str]]:
+        """{path: [class name, content digest]} of every image of the split, computed once
+        (`file_digests`: read only where a file's size or modification time changed)."""
+        classes = {p: self.classnames[y] for rows in self.rows.values() for p, y in rows}
+        found = file_digests.digests(self.root, classes)
+        return {p: [classes[p], found[p]] for p in sorted(classes)}
+
+    def identity(self) -> dict[str, str]:
+        """The run identity's data fields: the split, and what the images are (their bytes),
+        so that a folder whose images changed is another experiment."""
+        text = json.dumps(self.images, sort_keys=True)
+        return {"data.split": self.digest(),
+                "data.images": hashlib.sha256(text.encode()).hexdigest()}
+
+    def record(self) -> dict:
+        """What a run records of its images (`outputs.IMAGES_RECORD`): enough to say later
+        what changed (`changes`)."""
+        return {"kind": self.kind, "root": self.root, "images": self.images}
+
+    def changes(self, recorded: dict) -> str:
+        """What changed since `recorded` (a `record()`), in words."""
+        return file_digests.describe_changes(recorded.get("images", {}), self.images,
+                                             self.kind)
 
     def split_file_name(self) -> str:
         """The name the job gives the split it records: CoOp's pattern, after the data."""
@@ -121,7 +147,7 @@ def _check_distinct(classnames: list[str], keys: list[str], where: str) -> None:
 def _read_classnames(path: str) -> dict[str, str]:
     out = {}
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:
             for n, line in enumerate(f, 1):
                 line = line.rstrip("\n\r")
                 if not line.strip() or line.startswith("#"):
@@ -232,8 +258,42 @@ def _check_splits(rows: dict, classnames: list[str], where: str) -> None:
         raise DataError(f"{where}: {len(classnames)} class; a classifier needs at least 2")
 
 
+def _distinct_rows(entries: list[tuple], where: str) -> list[tuple]:
+    """(path, class, split) rows with repeated rows collapsed (with one warning giving the
+    count); a path under two classes, or in two splits, refused by name."""
+    seen: dict[str, tuple] = {}
+    repeated = 0
+    for row in entries:
+        first = seen.setdefault(row[0], row)
+        if first is not row:
+            if first == row:
+                repeated += 1
+                continue
+            what = "classes" if first[1] != row[1] else "splits"
+            both = (first[1], row[1]) if what == "classes" else (first[2], row[2])
+            raise DataError(f"{where}: {row[0]!r} is listed under two {what}, {both[0]!r} and "
+                            f"{both[1]!r}; an image has one class and one split: keep one row")
+    if repeated:
+        logging.warning("%s: %d repeated rows collapsed (each image is used once)", where,
+                        repeated)
+    return list(seen.values())
+
+
+def _check_inside(root: str, paths, where: str, allow_outside: bool) -> None:
+    """Refuse paths that leave `root` (absolute, or `..` above it) unless allowed."""
+    if allow_outside:
+        return
+    outside = [p for p in paths if os.path.isabs(p)
+               or os.path.normpath(p).split(os.sep)[0] == os.pardir]  # as written: links are
+    # followed (a folder of links to a shared copy is inside)
+    if outside:
+        raise DataError(f"{where}: {len(outside)} paths lead outside its folder {root} "
+                        f"({_shown(outside)}); paths are relative to it. Move the list next to "
+                        "the images, or set --config.data.allow_outside=True to read them")
+
+
 def _from_split_file(path: str, root: str, classnames: list[str], known: set[str] | None,
-                     where: str) -> dict[str, list[tuple[str, int]]]:
+                     where: str, allow_outside: bool = False) -> dict[str, list[tuple[str, int]]]:
     """The rows of a CoOp split file checked against a folder's classes and files."""
     table = upstream.read_split_file(path)
     unknown = set(table) - set(SPLITS)
@@ -253,14 +313,22 @@ def _from_split_file(path: str, root: str, classnames: list[str], known: set[str
             if rel is None:
                 raise DataError(f"{path}: rows must be [relative path, label, class name], got "
                                 f"{row!r}")
+            rel = os.path.normpath(rel)
             if (known is not None and rel not in known) or (
                     known is None and not os.path.isfile(os.path.join(root, rel))):
                 missing.append(rel)
             rows[split].append((rel, int(row[1])))
+    if known is None:
+        _check_inside(root, [r for part in rows.values() for r, _ in part], where,
+                      allow_outside)
     if missing:
+        hint = (f"; if a run recorded this split, pass the data as the dataset and this file "
+                f"as --config.data.split_file={path}" if known is None else "")
         raise DataError(f"{path} does not fit {where}: {len(missing)} of its images are not "
-                        f"there ({_shown(missing)})")
-    return rows
+                        f"there ({_shown(missing)}){hint}")
+    entries = _distinct_rows([(r, y, split) for split, part in rows.items()
+                              for r, y in part], f"{where} ({path})")
+    return {split: [(r, y) for r, y, sp in entries if sp == split] for split in SPLITS}
 
 
 def _folder(root: str, split_file: str) -> Table:
@@ -328,7 +396,7 @@ _COLUMNS = {"path": ("path", "image", "file", "filename"),
 
 def _list_rows(path: str) -> list[dict]:
     try:
-        with open(path, encoding="utf-8", newline="") as f:
+        with open(path, encoding="utf-8-sig", newline="") as f:  # -sig: Excel's byte-order mark
             if path.lower().endswith(".jsonl"):
                 out = []
                 for n, line in enumerate(f, 1):
@@ -336,10 +404,11 @@ def _list_rows(path: str) -> list[dict]:
                         try:
                             row = json.loads(line)
                         except ValueError as e:
-                            raise DataError(f"{path} line {n}: not JSON ({e})") from None
+                            raise DataError(f"{path} line {n}: not JSON ({e}): "
+                                            f"{line.strip()[:200]!r}") from None
                         if not isinstance(row, dict):
                             raise DataError(f"{path} line {n}: expected an object with "
-                                            "'path' and 'class', got {line.strip()!r}")
+                                            f"'path' and 'class', got {line.strip()[:200]!r}")
                         out.append(row)
                 return out
             text = f.read()
@@ -358,17 +427,22 @@ def _column(row: dict, field: str):
     return None
 
 
-def _list(path: str, split_file: str) -> Table:
+def _list(path: str, split_file: str, allow_outside: bool = False) -> Table:
     where = f"list {path}"
     if not os.path.isfile(path):
         raise DataError(f"dataset list:{path}: no such file (give a .csv, .tsv, .jsonl or a "
                         "CoOp split_zhou_*.json)")
     root = os.path.dirname(os.path.abspath(path))
+    if os.path.isfile(os.path.join(root, "experiment.json")):  # outputs.RUN_MARK
+        raise DataError(f"dataset list:{path} is in a run directory: a split a run recorded "
+                        "names its images relative to the data it was made from, not to the "
+                        "run. Pass the data again and this file as the split: dataset=folder:"
+                        f"DATA (or list:FILE) --config.data.split_file={path}")
     if path.lower().endswith(".json"):  # a CoOp split file, used as is
         table = upstream.read_split_file(path)
         classnames = upstream.split_classnames(table, path)
         _check_distinct(classnames, classnames, where)
-        rows = _from_split_file(path, root, classnames, None, where)
+        rows = _from_split_file(path, root, classnames, None, where, allow_outside)
         out = Table("list", root, classnames, rows, f"CoOp split file {path}")
         _check_splits(out.rows, classnames, where)
         return out
@@ -387,7 +461,9 @@ def _list(path: str, split_file: str) -> Table:
         s = {"validation": "val", "valid": "val"}.get(s, s)
         if s is not None and s not in SPLITS:
             raise DataError(f"{where} row {n}: split {s!r} is not one of {', '.join(SPLITS)}")
-        entries.append((p.strip(), " ".join(str(c).split()), s))
+        entries.append((os.path.normpath(p.strip()), " ".join(str(c).split()), s))
+    entries = _distinct_rows(entries, where)
+    _check_inside(root, [p for p, _, _ in entries], where, allow_outside)
     missing = [p for p, _, _ in entries if not os.path.isfile(os.path.join(root, p))]
     if missing:
         raise DataError(f"{where}: {len(missing)} of its {len(entries)} images are missing "
@@ -415,9 +491,11 @@ def _list(path: str, split_file: str) -> Table:
 
 
 def load(dataset: str, split_file: str = "", data_dir: str = "", tfds_splits: str = "",
-         classnames_file: str = "", template: str = "a photo of a {}."):
+         classnames_file: str = "", template: str = "a photo of a {}.",
+         allow_outside: bool = False):
     """The checked table of an own dataset (`folder:PATH`, `list:FILE`, `tfds:NAME`); reads
-    the data, writes nothing."""
+    the data, writes nothing. A list's paths must stay inside its folder unless
+    `allow_outside`."""
     kind, _, path = dataset.partition(":")
     if not path:
         raise DataError(f"dataset {dataset!r}: give a path after '{kind}:'")
@@ -425,7 +503,8 @@ def load(dataset: str, split_file: str = "", data_dir: str = "", tfds_splits: st
         return _tfds(dataset, data_dir, tfds_splits, classnames_file, template)
     if split_file and not os.path.isfile(split_file):
         raise DataError(f"data.split_file={split_file!r}: no such file")
-    return _folder(path, split_file) if kind == "folder" else _list(path, split_file)
+    return _folder(path, split_file) if kind == "folder" else _list(path, split_file,
+                                                                     allow_outside)
 
 
 def source(table, split: str, template: str):
@@ -468,6 +547,10 @@ class TfdsTable:
 
     def coop(self) -> None:
         return None  # TFDS records have no paths to write a CoOp split with
+
+    def identity(self) -> dict[str, str]:
+        """The run identity's data field: the class names and every split's labels."""
+        return {"data.split": self.digest()}
 
 
 def parse_tfds_splits(spec: str) -> dict[str, str]:

@@ -138,9 +138,9 @@ def match_paths(impaths, paths, where: str) -> np.ndarray:
 def read_split_file(path: str) -> dict:
     """CoOp's split_zhou_*.json: {split: [[relative path, label, class name], ...]}."""
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8-sig") as f:  # a byte-order mark is accepted
             table = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, ValueError) as e:  # JSONDecodeError, UnicodeDecodeError
         raise DataError(f"cannot read CoOp split file {path}: {e}") from e
     if not isinstance(table, dict) or not all(isinstance(v, list) for v in table.values()):
         raise DataError(f"{path} is not a CoOp split file ({{split: [[path, label, name], ...]}})")

@@ -3,9 +3,10 @@
 Two runs are the same experiment exactly when their identities are equal. The identity is the
 config flattened to dotted fields (`data.crop_scale`); every field is in it, today's and any
 added later, except those on `NOT_IDENTITY`: how often the run logs and checkpoints, how many
-checkpoints it keeps, how many threads read its images. The workdir records the identity in
-`experiment.json` and refuses another one (`workdir.check`), and the commands that read a
-finished run check its `config.json` against it (`runs.read`).
+checkpoints it keeps, how many threads read its images, whether a list may name files outside
+its folder. The workdir records the identity in `experiment.json` and refuses another one
+(`workdir.check`), and the commands that read a finished run check its `config.json` against
+it (`runs.read`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ NOT_IDENTITY = (
     "checkpoint_every",  # steps between checkpoints (resume is exact from any step)
     "max_to_keep",  # checkpoints kept
     "data.num_threads",  # image decode/augment threads (batches are pure functions of the step)
+    "data.allow_outside",  # lets a list name files outside its folder; the files are the data
 )
 _ABSENT = object()
 
@@ -36,8 +38,9 @@ def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
 def of(config, data: dict | None = None) -> dict[str, Any]:
     """The identity of `config` (a ConfigDict, or a config as read back from config.json):
     {dotted field: value as JSON reads it back}, sorted. `data` adds what the config names but
-    does not hold: the digest of the split of the user's own data (`data.split`), so that a
-    folder whose images changed is another experiment."""
+    does not hold: the digests of the split of the user's own data (`data.split`) and of its
+    images' bytes (`data.images`), so that a folder whose images changed is another
+    experiment."""
     tree = json.loads(config.to_json()) if hasattr(config, "to_json") else config
     tree = json.loads(json.dumps(tree))  # tuples -> lists, as it reads back
     out = {k: v for k, v in _flatten(tree).items() if k not in NOT_IDENTITY}
@@ -45,7 +48,7 @@ def of(config, data: dict | None = None) -> dict[str, Any]:
     return dict(sorted(out.items()))
 
 
-DATA_FIELDS = ("data.split",)  # `of`'s data fields: recorded, not in config.json
+DATA_FIELDS = ("data.split", "data.images")  # `of`'s data fields: recorded, not in config.json
 
 
 def differences(recorded: dict, current: dict) -> list[str]:

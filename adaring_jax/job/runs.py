@@ -21,7 +21,7 @@ import numpy as np
 
 from adaring_jax import adapters
 from adaring_jax.errors import UserError
-from adaring_jax.job import atomic, backbone, checkpoint, identity, task as tasks
+from adaring_jax.job import atomic, backbone, checkpoint, identity, outputs, task as tasks
 from adaring_jax.job import workdir as workdir_module
 
 CONFIG = "config.json"
@@ -45,6 +45,8 @@ def record(workdir: str, config, task) -> None:
     split = task.own.coop() if task.own is not None else None
     if split is not None:  # the user's folder or list: its split, to share or pass back
         atomic.write_json(os.path.join(workdir, task.own.split_file_name()), split)
+        # and what its images were, to say what changed if the data is not the same later
+        atomic.write_json(os.path.join(workdir, outputs.IMAGES_RECORD), task.own.record())
 
     def templates(coop_template: str) -> dict:
         return {"adapted": tasks.adapted_template(config, coop_template),

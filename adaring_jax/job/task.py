@@ -19,7 +19,8 @@ from adaring_jax import adapters, data
 from adaring_jax.data import own, presets
 
 ALL_SHOTS = -1  # data.shots for every training image (config argument shots=all)
-USABLE_PROBE = 32  # images decoded per split before training to find unreadable folders
+USABLE_PROBE = 32  # images decoded per large split before training to find unreadable folders
+PROBE_WHOLE = 1000  # a split of at most this many images is decoded whole before training
 
 
 @dataclasses.dataclass
@@ -48,7 +49,7 @@ def own_table(config) -> own.Table | own.TfdsTable | None:
         return None
     d = config.data
     return own.load(d.dataset, d.split_file, d.data_dir, d.tfds_splits, d.classnames_file,
-                    d.template)
+                    d.template, d.allow_outside)
 
 
 def prompt_template(config, style: str, coop_template: str) -> str:
@@ -111,6 +112,12 @@ def build(config, image_size: int, table=None) -> Task:
     evals: dict[str, EvalSet] = {}
     if config.protocol == "base2novel":
         base, novel = data.base_novel_split(len(train.classnames))
+        if min(len(base), len(novel)) < 2:
+            raise data.DataError(
+                f"protocol=base2novel splits {name!r}'s {len(train.classnames)} classes into "
+                f"{len(base)} base and {len(novel)} novel; each half needs at least 2 classes "
+                "(a 1-class half is always 100% right): give at least 4 classes, or use "
+                "protocol=fewshot")
         keep, _ = data.relabel(train.labels()[draw], base)
         names = [train.classnames[c] for c in base]
         train_src = data.Subset(train, draw[keep], names,
@@ -172,19 +179,26 @@ def check(task: Task, config, global_batch: int) -> None:
 
 
 def usable_share(source, indices, split: str, bound: float) -> float:
-    """Decode up to USABLE_PROBE evenly spaced images of a split; raise DataError when the share
-    that decodes is under `bound` (e.g. a misplaced image folder: every file missing)."""
+    """Decode a split (whole up to PROBE_WHOLE images, else USABLE_PROBE evenly spaced ones);
+    raise DataError when the share that decodes is under `bound` (e.g. a misplaced image
+    folder: every file missing), naming a few of the unreadable files."""
     if _renders_images(source):
         return 1.0
-    picks = np.unique(np.linspace(0, len(indices) - 1, min(USABLE_PROBE, len(indices)))
-                      .astype(np.int64)) if len(indices) else np.zeros(0, np.int64)
+    count = len(indices) if len(indices) <= PROBE_WHOLE else USABLE_PROBE
+    picks = np.unique(np.linspace(0, len(indices) - 1, count).astype(np.int64)) \
+        if len(indices) else np.zeros(0, np.int64)
     valid = [source[int(indices[i])].get("valid", True) for i in picks]
     share = float(np.mean(valid)) if valid else 1.0
     if share < bound:
-        where = getattr(getattr(source, "source", source), "image_dir", None)
+        inner = getattr(source, "source", source)
+        where = getattr(inner, "image_dir", None)
+        bad = sorted(getattr(inner, "bad", None).paths) if hasattr(inner, "bad") else []
+        shown = ", ".join(bad[:3]) + (f", ... ({len(bad)} in all)" if len(bad) > 3 else "")
+        whole = "" if count == len(indices) and len(picks) == len(indices) else "sampled "
         raise data.DataError(
-            f"{split}: only {sum(valid)} of {len(valid)} sampled images could be read "
+            f"{split}: only {sum(valid)} of {len(valid)} {whole}images could be read "
             f"(usable share {share:.0%} < data.min_usable {bound:.0%})"
+            + (f"; unreadable: {shown}" if shown else "")
             + (f"; are the images under {where}?" if where else ""))
     return share
 

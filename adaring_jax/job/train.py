@@ -35,7 +35,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
     table = tasks.own_table(config)  # the user's own data, listed and split (writes nothing)
     return skeleton.run(config, workdir, lambda: _prepare(config, table),
                         lambda prepared: _run(config, workdir, *prepared),
-                        {"data.split": table.digest()} if table else None)
+                        table)
 
 
 def _prepare(config, table):

@@ -21,10 +21,10 @@ import time
 import jax
 from absl import logging
 
-from adaring_jax.job import atomic, identity
+from adaring_jax.job import atomic, identity, outputs
 from adaring_jax.errors import UserError
 
-FINGERPRINT = "experiment.json"  # the run's identity (identity.py)
+FINGERPRINT = outputs.RUN_MARK  # the run's identity (identity.py)
 RESULTS = "results.json"  # written last: a run with it is finished
 LOCK = ".lock"
 
@@ -43,10 +43,12 @@ def _nearest_existing(path: str) -> str:
     return path
 
 
-def check(workdir: str, run_identity: dict) -> None:
-    """Raise WorkdirError if `workdir` cannot hold this experiment; writes nothing."""
+def check_place(workdir: str, flag: str = "--workdir") -> None:
+    """Raise WorkdirError if `workdir` cannot be a run directory whatever the experiment: not a
+    writable folder, inside another run's directory (`outputs.check`), or a folder holding what
+    a run writes without saying which experiment wrote it. Writes nothing."""
     if not workdir:
-        raise WorkdirError("--workdir is empty: name the run directory")
+        raise WorkdirError(f"{flag} is empty: name the run directory")
     if "://" in workdir:
         raise WorkdirError(f"workdir {workdir!r}: results and metrics are written with plain "
                            "file I/O; use a local or mounted path")
@@ -65,16 +67,23 @@ def check(workdir: str, run_identity: dict) -> None:
         raise WorkdirError(f"workdir {workdir}: {existing} is a file, not a directory")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise WorkdirError(f"workdir {workdir}: {existing} is not writable by this user")
-    path = os.path.join(workdir, FINGERPRINT)
-    if os.path.exists(path):
-        _compare(path, run_identity, workdir)
+    outputs.check(workdir, flag, "workdir")
+    if os.path.exists(os.path.join(workdir, FINGERPRINT)):
         return
-    leftovers = sorted(n for n in (RESULTS, "checkpoints", "metrics.jsonl")
-                       if os.path.exists(os.path.join(workdir, n)))
+    leftovers = outputs.records_in(workdir)
     if leftovers:
         raise WorkdirError(f"workdir {workdir} holds {', '.join(leftovers)} but no "
-                           f"{FINGERPRINT}: it is not known which experiment wrote them. Use a "
-                           "new workdir, or move these away")
+                           f"{FINGERPRINT}: it is not known which experiment wrote them, and a "
+                           "run would replace them. Use a new workdir, or move these away")
+
+
+def check(workdir: str, run_identity: dict, data=None) -> None:
+    """Raise WorkdirError if `workdir` cannot hold this experiment; writes nothing. `data` (the
+    user's own data, `own.Table`) says in words what changed when its identity fields differ."""
+    check_place(workdir)
+    path = os.path.join(workdir, FINGERPRINT)
+    if os.path.exists(path):
+        _compare(path, run_identity, workdir, data)
 
 
 def finished(workdir: str) -> bool:
@@ -82,7 +91,7 @@ def finished(workdir: str) -> bool:
     return os.path.exists(os.path.join(workdir, RESULTS))
 
 
-def _compare(path: str, run_identity: dict, workdir: str) -> None:
+def _compare(path: str, run_identity: dict, workdir: str, data=None) -> None:
     advice = (f"Use a new workdir for this experiment, or move {workdir} away if its results "
               "are not wanted.")
     try:
@@ -93,8 +102,26 @@ def _compare(path: str, run_identity: dict, workdir: str) -> None:
     diffs = identity.differences(saved, run_identity) if isinstance(saved, dict) else ["?"]
     if diffs:
         state = "finished" if finished(workdir) else "unfinished"
+        of_data = [d for d in diffs if d.split(":")[0] in identity.DATA_FIELDS]
+        words = _data_changes(workdir, data) if of_data else ""
+        if words:  # said in words instead of two digests
+            diffs = [d for d in diffs if d not in of_data]
+        listed = "; differing fields:\n  " + "\n  ".join(diffs) if diffs else ""
         raise WorkdirError(f"workdir {workdir} belongs to a different experiment (its run is "
-                           f"{state}); differing fields:\n  " + "\n  ".join(diffs) + f"\n{advice}")
+                           f"{state}){words}{listed}\n{advice}")
+
+
+def _data_changes(workdir: str, data) -> str:
+    """': its data changed: 3 images changed, 1 added (...)' from the run's record of its
+    images (`outputs.IMAGES_RECORD`), or '' when it has none to compare with."""
+    path = os.path.join(workdir, outputs.IMAGES_RECORD)
+    if data is None or not hasattr(data, "changes") or not os.path.exists(path):
+        return ""
+    try:
+        with open(path) as f:
+            return f": its data changed: {data.changes(json.load(f))}"
+    except (OSError, ValueError, AttributeError, TypeError):
+        return ""
 
 
 class Lock:
@@ -136,14 +163,14 @@ class Lock:
             self._file = None
 
 
-def acquire(workdir: str, run_identity: dict) -> Lock:
+def acquire(workdir: str, run_identity: dict, data=None) -> Lock:
     """Create `workdir`, lock it, re-check and record the identity. The caller releases."""
     if jax.process_index() == 0:
         os.makedirs(workdir, exist_ok=True)
     lock = Lock(workdir)
     lock.acquire()
     try:
-        check(workdir, run_identity)  # again, under the lock: another run may have finished
+        check(workdir, run_identity, data)  # again, under the lock: another may have finished
         path = os.path.join(workdir, FINGERPRINT)
         if jax.process_index() == 0 and not os.path.exists(path):
             atomic.write_json(path, run_identity, sort_keys=True)

@@ -16,8 +16,9 @@ encodes them. The key is a SHA-256 of all of these:
 - the code: the bytes of every module under `models/` and `data/` and of `job/evaluate.py`,
   so that any change to them invalidates every entry.
 
-Entries are small JSON files in `caches.zeroshot_dir()`; a missing, unreadable or foreign
-entry is a miss. Single-process runs only (every process would have to agree on a hit).
+Entries are small JSON files in `caches.zeroshot_dir()`, each with the digest of its values;
+a missing entry is a miss, a damaged one (unreadable, not matching its digest, another key)
+is reported in one line and computed again. Single-process runs only (every process would have to agree on a hit).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import os
 
 import jax
 import numpy as np
+from absl import logging
 
 from adaring_jax import caches
 from adaring_jax.data import shapes, shapes_suite, source as sources
@@ -118,29 +120,49 @@ def _path(entry: str) -> str:
     return os.path.join(caches.zeroshot_dir(), entry[:2], entry + ".json")
 
 
+def _check(value: dict) -> str:
+    """The digest written with an entry: of its key and values."""
+    return hashlib.sha256(json.dumps([value["key"], value["accuracy"], value["counted"]])
+                          .encode()).hexdigest()
+
+
 def load(entry: str | None) -> tuple[float, int] | None:
+    """The cached (accuracy, images counted), or None: no entry (a miss), or a damaged one
+    (its values do not match the digest written with them: one warning, then recomputed and
+    replaced by `store`)."""
     if entry is None:
         return None
+    path = _path(entry)
+    if not os.path.exists(path):
+        return None
     try:
-        with open(_path(entry)) as f:
+        with open(path) as f:
             value = json.load(f)
-        if value.get("key") == entry:
+        if value.get("check") != _check(value):
+            raise ValueError("its values do not match the digest written with them")
+        if value["key"] == entry:
             return float(value["accuracy"]), int(value["counted"])
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        pass
+        raise ValueError("it holds another key")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        logging.warning("zero-shot cache entry %s is damaged (%s); computing it again", path, e)
     return None
 
 
 def store(entry: str | None, accuracy: float, counted: int) -> None:
-    """Keep an entry; a cache that cannot be written is skipped (it only saves time)."""
+    """Keep an entry, with the digest of its values; a cache that cannot be written is
+    skipped (it only saves time) and leaves no file."""
     if entry is None:
         return
     path = _path(entry)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    value = {"key": entry, "accuracy": accuracy, "counted": counted}
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.tmp"
         with open(tmp, "w") as f:
-            json.dump({"key": entry, "accuracy": accuracy, "counted": counted}, f)
+            json.dump({**value, "check": _check(value)}, f)
         os.replace(tmp, path)
     except OSError:
         pass
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
