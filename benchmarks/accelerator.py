@@ -15,15 +15,16 @@ runs out of memory is cut off by the time guard and the others still report):
   classes and batch 16 / 50 classes: ms per step (median), analytic matmul TFLOP/s
   (`compare_torch.analytic_flops`), its share of the dtype's matmul ceiling, and XLA compile
   seconds (persistent cache off);
-- `torch`: the PyTorch eager MMA reference (`compare_torch._torch_reference`) in bf16 autocast
-  at 77- and 16-token prompts, timed with device synchronisation; only where torch imports and
-  sees the device (CUDA, or the CPU when JAX runs there);
 - `b2n`: a whole base-to-novel run (`python -m adaring_jax.main --config=configs/
   base2novel.py`) over a generated folder of JPEG classes (100 x 40 images of 500x375) with a
   random-weight ViT-B/16 checkpoint written with CLIP's real tokenizer: its phases from
   results.json with a fresh cache (cold) and again with the compiled programs cached (warm,
   zero-shot cache off so it evaluates the same images), and the evaluation's images/s apart
   from its compile (the warm run's);
+- `torch` (last; the step table is printed again with its rows): the PyTorch eager MMA
+  reference (`compare_torch._torch_reference`) in bf16 autocast at 77- and 16-token prompts,
+  timed with device synchronisation; only where torch imports and sees the device (CUDA, or
+  the CPU when JAX runs there);
 - `compile` (not by default): the compile seconds of AdaRing's and MMA's ViT-B/16 train steps
   at batch 8 / 100 classes from one process, without running them (the CPU acceptance line).
 
@@ -46,7 +47,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BPE = os.path.join(ROOT, "tests", "fixtures", "clip_bpe", "bpe_simple_vocab_16e6.txt.gz")
-SECTIONS = ("ceiling", "steps", "torch", "b2n")
+SECTIONS = ("ceiling", "steps", "b2n", "torch")
 CAPS = {"ceiling": 60, "steps": 240, "torch": 100, "compile": 300,  # seconds per section
         "make": 90, "cold": 170, "warm": 110}
 FULL = dict(arch="vit_b16", settings=[(128, 500), (16, 50)], dtypes=["auto", "bfloat16"],
@@ -421,9 +422,11 @@ def print_b2n(b2n: dict) -> None:
               f"{r['eval_seconds']:.1f} | {n} | {rate} |")
     cold, warm = b2n.get("cold") or {}, b2n.get("warm") or {}
     if cold.get("rc") == 0 and warm.get("rc") == 0 and warm.get("test_images"):
-        print(f"evaluation apart from its compile (warm): {warm['test_images'] / warm['eval_seconds']:.0f}"
-              f" images/s; its compile in the cold run ~{cold['eval_seconds'] - warm['eval_seconds']:.1f} s; "
-              f"results equal: {cold.get('hm') == warm.get('hm')} (HM {cold.get('hm')})")
+        rate = warm["test_images"] / warm["eval_seconds"]
+        compile_s = cold["eval_seconds"] - warm["eval_seconds"]
+        print(f"evaluation apart from its compile (warm): {rate:.0f} images/s; its compile in "
+              f"the cold run ~{compile_s:.1f} s; results equal: "
+              f"{cold.get('hm') == warm.get('hm')} (HM {cold.get('hm')})")
     sys.stdout.flush()
 
 
@@ -456,18 +459,18 @@ def parent(args) -> dict:
         save()
     if "steps" in sections:
         results["steps"] = guard.child("steps")
+        print_steps(results["steps"], None, ceiling, s["settings"])
+        print_compile(results["steps"], s["arch"])
+        save()
+    if "b2n" in sections:  # before the PyTorch rows: the issue has those already
+        results["b2n"] = section_b2n(guard)
+        print_b2n(results["b2n"])
         save()
     if "torch" in sections:
         backend = (ceiling or {}).get("backend", "cpu")
         results["torch"] = guard.child("torch", _env(ACCELERATOR_BACKEND=backend,
                                                      JAX_PLATFORMS="cpu"))
-        save()
-    if "steps" in sections or "torch" in sections:
-        print_steps(results.get("steps"), results.get("torch"), ceiling, s["settings"])
-        print_compile(results.get("steps"), s["arch"])
-    if "b2n" in sections:
-        results["b2n"] = section_b2n(guard)
-        print_b2n(results["b2n"])
+        print_steps(results.get("steps"), results["torch"], ceiling, s["settings"])
         save()
     results["seconds"] = round(time.monotonic() - start, 1)
     save()
