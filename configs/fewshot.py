@@ -4,8 +4,15 @@ r"""Few-shot adaptation of CLIP with AdaRing, MMA, or none (zero-shot).
       -> the embedded task, offline, ~1 min on 2 CPU cores: base-to-novel on the shapes
          world's target domain with the shipped tiny CLIP, 16 shots of the 32 base classes,
          20 epochs, 12,800 + 12,800 test images; zero-shot base 25.23 / novel 25.89 / HM
-         25.56, AdaRing 41.62 / 40.33 / 40.96 with 5,160 trainable parameters (seed 1, an
-         AVX-512 Xeon, 2026-12-04; XLA's float sums differ between CPUs, expect about +-1 HM)
+         25.56, AdaRing 41.84 / 39.62 / 40.70 with 5,160 trainable parameters (seed 1,
+         2026-12-04, the 2-core machine of issue 31; XLA's float sums differ between CPUs,
+         expect about +-1 HM)
+    python -m adaring_jax.main --config=configs/fewshot.py --config.data.class_bucket=False \
+        --workdir=runs/exact
+      -> the same job with the class prompts at their exact shapes (no class bucket: it
+         compiles its own programs): the same math to float rounding, compounded over 640
+         steps; AdaRing 41.62 / 40.33 / 40.96 (the digits of before the buckets, an AVX-512
+         Xeon and the same 2-core machine)
     python -m adaring_jax.main --config=configs/fewshot.py --config.model.fast_step=False \
         --workdir=runs/scanned
       -> the same job with the layer scan in the train step (model.fast_step=False): the same
