@@ -128,6 +128,12 @@ def base_config(protocol: str, arg: ml_collections.ConfigDict) -> ml_collections
     # evaluation); under it the run stops instead of reporting numbers.
     c.data.min_usable = 0.9
     c.data.num_threads = 0  # decode/augment threads per process; 0: min(4, cores)
+    # Class buckets (job/buckets.py): class prompts padded to a few fixed shapes (classes to a
+    # power of two >= 64, tokens to a multiple of 8), the padding masked out, so that the
+    # datasets, seeds and splits of a table share one compiled train step and evaluation
+    # programs (from the compile cache). The same results to float rounding; False: exact
+    # shapes, each run compiling its own.
+    c.data.class_bucket = True
     c.data.shapes_domain = "target"  # shapes: adapt and test in the shifted rendering domain
     c.data.shapes_size = ml_collections.ConfigDict(
         {"train": 64 * 50, "val": 64 * 10, "test": 64 * 400})  # shapes: images per split

@@ -47,8 +47,11 @@ _START, _END = 5, 12  # MMA's adapted blocks (1-based)
 # The PyTorch reference
 
 
-def _torch_reference(arch: str, batch: int, classes: int, tokens: int):
-    """A closure running one MMA training step in PyTorch eager mode."""
+def _torch_reference(arch: str, batch: int, classes: int, tokens: int, device: str = "cpu",
+                     bf16: bool = False):
+    """A closure running one MMA training step in PyTorch eager mode on `device` (with bf16
+    autocast when `bf16`, as MMA trains in mixed precision), and the number of trainable
+    parameters."""
     import torch
     from torch import nn
     from transformers import CLIPConfig, CLIPModel
@@ -79,8 +82,11 @@ def _torch_reference(arch: str, batch: int, classes: int, tokens: int):
 
         def forward(self, x, *args, **kwargs):
             u = self.block.layer_norm1(x)
-            branch = self.up(torch.relu(self.shared(torch.relu(self.down(u)))))
-            return self.block(x, *args, **kwargs) + scale * branch
+            branch = scale * self.up(torch.relu(self.shared(torch.relu(self.down(u)))))
+            out = self.block(x, *args, **kwargs)
+            if isinstance(out, tuple):  # transformers versions that return (hidden, ...)
+                return (out[0] + branch,) + tuple(out[1:])
+            return out + branch
 
     trainable = []
     for i in range(_START - 1, _END):
@@ -90,6 +96,7 @@ def _torch_reference(arch: str, batch: int, classes: int, tokens: int):
             layers[i] = Adapted(layers[i], tower.config.hidden_size, shared)
             trainable += [*layers[i].down.parameters(), *layers[i].up.parameters()]
         trainable += list(shared.parameters())
+    model.to(device)
     opt = torch.optim.SGD(trainable, lr=0.0015, momentum=0.9, weight_decay=5e-4)
     g = torch.Generator().manual_seed(0)
     pixels = torch.randn(batch, 3, c.vision.image_size, c.vision.image_size, generator=g)
@@ -98,12 +105,15 @@ def _torch_reference(arch: str, batch: int, classes: int, tokens: int):
     ids[:, 0] = c.text.vocab_size - 2
     ids[:, 10:] = c.text.vocab_size - 1  # end-of-text at 10, padding after (as CLIP pads)
     ids[:, 9] = c.text.vocab_size - 1
+    pixels, labels, ids = pixels.to(device), labels.to(device), ids.to(device)
+    autocast = torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16)
 
     def step():
-        img = model.get_image_features(pixel_values=pixels)
-        txt = model.get_text_features(input_ids=ids)
-        img = getattr(img, "pooler_output", img)
-        txt = getattr(txt, "pooler_output", txt)
+        with autocast:
+            img = model.get_image_features(pixel_values=pixels)
+            txt = model.get_text_features(input_ids=ids)
+            img = getattr(img, "pooler_output", img).float()
+            txt = getattr(txt, "pooler_output", txt).float()
         img = img / img.norm(dim=-1, keepdim=True)
         txt = txt / txt.norm(dim=-1, keepdim=True)
         logits = model.logit_scale.exp() * img @ txt.t()

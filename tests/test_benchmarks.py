@@ -2,6 +2,7 @@
 (its PyTorch reference needs torch, which the tests never install), and the input pipeline.
 The research scripts (experiments/) are tested in test_experiments.py."""
 
+import json
 import os
 import subprocess
 import sys
@@ -94,3 +95,28 @@ assert not wrong, wrong
     out = subprocess.run([sys.executable, "-c", check], cwd=ROOT, capture_output=True,
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
+
+
+def test_accelerator_benchmark_prints_its_tables_at_smoke_size(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "benchmarks.accelerator", "--smoke",
+                          f"--root={tmp_path}", f"--json={tmp_path / 'a.json'}"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=600,
+                         env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.splitlines()
+    assert any(line.startswith("| float32 256^3 | ") for line in lines), out.stdout
+    for method in ("adaring", "mma"):  # ms, TFLOP/s (share of the f32 ceiling), compile s
+        row = next(line for line in lines if line.startswith(f"| ours, {method}, auto"))
+        ms, tflops, compile_s = (c.strip() for c in row.split("|")[2:5])
+        assert float(ms) > 0 and "%)" in tflops and float(compile_s) > 0, row
+    assert any(line.startswith("compile seconds (tiny, batch 8, 16 classes, float32, one "
+                               "process): adaring ") for line in lines), out.stdout
+    for run in ("cold", "warm"):  # the whole run's phases from its results.json
+        row = next(line for line in lines if line.startswith(f"| {run} cache | "))
+        assert all(float(c) >= 0 for c in row.split("|")[2:9]), row
+    assert "evaluation apart from its compile (warm): " in out.stdout
+    assert "results equal: True" in out.stdout
+    with open(tmp_path / "a.json") as f:
+        numbers = json.load(f)
+    assert numbers["b2n"]["warm"]["first_step_seconds"] < numbers["b2n"]["cold"][
+        "first_step_seconds"]  # the warm run's step came from the compile cache

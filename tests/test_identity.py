@@ -75,6 +75,9 @@ def test_identity_is_the_whole_config_less_the_deny_list():
     assert set(identity.NOT_IDENTITY) <= set(flat)  # every denied field exists
     assert {"data.crop_scale", "eval.max_examples", "model.init_seed", "data.shapes_domain",
             "data.data_dir", "data.min_usable", "model.dtype", "adapter.ranks"} <= set(ident)
+    # Class buckets change a trained run's last bits (other summation orders, compounded over
+    # the steps), as model.fast_step and model.remat do: a resumed run must keep the setting.
+    assert {"data.class_bucket", "model.fast_step", "model.remat"} <= set(ident)
 
 
 @pytest.mark.parametrize("state", ["finished", "interrupted"])

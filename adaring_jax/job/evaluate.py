@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from adaring_jax import adapters, data
-from adaring_jax.job import objective, sharding
+from adaring_jax.job import buckets, losses, objective, sharding
 from adaring_jax.models import clip
 
 
@@ -25,9 +25,11 @@ def prompt_ids(tok, classnames, template: str) -> np.ndarray:
     return objective.Prompts.truncate(ids, tok.eos_token_id)
 
 
-def make_class_features(model: clip.CLIP, spec: adapters.Spec, mesh):
+def make_class_features(model: clip.CLIP, spec: adapters.Spec, mesh, bucket: bool = False):
     """jitted (frozen, adapter params, ids (C, L)) -> (C, D) unit-norm class features, with
-    the prompt batch sharded over `data` (zero-shot: `adapters.NONE` and `{}`)."""
+    the prompt batch sharded over `data` (zero-shot: `adapters.NONE` and `{}`). With `bucket`,
+    the ids are padded to their class bucket (`job/buckets.py`) and the result is the pair
+    ((C', D) features, (C',) mask of the real classes), which the accuracies take as well."""
 
     @jax.jit
     def run(frozen, adapter_params, ids):
@@ -35,6 +37,11 @@ def make_class_features(model: clip.CLIP, spec: adapters.Spec, mesh):
         return clip.normalize(clip.encode_text(model, frozen, ids, layer))
 
     def class_features(frozen, adapter_params, ids):
+        if bucket:
+            ids, valid = buckets.bucket_ids(ids, mesh.devices.size,
+                                            model.config.text.context_length)
+            ids = jax.device_put(ids, sharding.batch_sharded(mesh))
+            return run(frozen, adapter_params, ids), jnp.asarray(valid)
         n = len(ids)
         padded = sharding.pad_rows(np.asarray(ids), mesh.devices.size)
         ids = jax.device_put(padded, sharding.batch_sharded(mesh))
@@ -51,8 +58,10 @@ def _global_batch(batch_size: int, mesh) -> int:
 
 def _correct(img, class_feats, batch):
     """Masked count of correct argmax predictions. Unscaled cosines: the argmax is the same
-    as that of CLIP's scaled logits."""
-    logits = clip.normalize(img) @ class_feats.T
+    as that of CLIP's scaled logits. `class_feats`: (C, D), or a class bucket's (features,
+    mask of the real classes), whose padded classes never win."""
+    feats, valid = class_feats if isinstance(class_feats, tuple) else (class_feats, None)
+    logits = losses.mask_classes(clip.normalize(img) @ feats.T, valid)
     return ((logits.argmax(-1) == batch["label"]).astype(jnp.float32) * batch["mask"]).sum()
 
 
@@ -134,14 +143,21 @@ def make_joint_accuracy(model: clip.CLIP, spec: adapters.Spec, mesh, image_size:
 
 def class_embeddings(model: clip.CLIP, params, tok,
                      classnames: Sequence[str], templates: Sequence[str] = ("a photo of a {}.",),
-                     batch_size: int = 256) -> jax.Array:
+                     batch_size: int = 256, fixed_batch: bool = False) -> jax.Array:
     """(C, D) unit-norm class embeddings: the mean over templates of unit-norm text features
-    of the prompts `data.class_prompts` builds."""
+    of the prompts `data.class_prompts` builds. `fixed_batch`: every batch padded to
+    `batch_size` prompts, so that one program serves any class count (class buckets)."""
     per_template = [data.class_prompts(classnames, t) for t in templates]
     prompts = [p for row in zip(*per_template) for p in row]  # class-major
     encode = jax.jit(lambda p, ids: clip.normalize(clip.encode_text(model, p, ids)))
-    feats = [encode(params, tok(prompts[i:i + batch_size]))
-             for i in range(0, len(prompts), batch_size)]
+    def batch(i):
+        ids = tok(prompts[i:i + batch_size])
+        if not fixed_batch:
+            return encode(params, ids)
+        n = len(ids)
+        return encode(params, buckets.pad_rows(ids, batch_size))[:n]
+
+    feats = [batch(i) for i in range(0, len(prompts), batch_size)]
     feats = jnp.concatenate(feats).reshape(len(classnames), len(templates), -1)
     return clip.normalize(feats.mean(axis=1))
 

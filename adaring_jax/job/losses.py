@@ -28,6 +28,18 @@ def masked_mean(values: jax.Array, mask: jax.Array | None = None) -> jax.Array:
     return jnp.sum(values * mask) / jnp.maximum(jnp.sum(mask), 1.0)
 
 
+PADDED_LOGIT = -1e9  # a padded class's logit: exp() of it less any real logit is exactly 0
+
+
+def mask_classes(logits: jax.Array, valid: jax.Array | None) -> jax.Array:
+    """Logits (..., C) with the classes where `valid` is 0 (a class bucket's padding) set to
+    `PADDED_LOGIT`: their softmax share is exactly 0 and they never win an argmax; finite, so
+    that KL's p0 * (log p0 - log p) stays 0 for them. `valid` None: `logits` as they are."""
+    if valid is None:
+        return logits
+    return jnp.where(valid > 0, logits, jnp.asarray(PADDED_LOGIT, logits.dtype))
+
+
 def cross_entropy(logits: jax.Array, labels: jax.Array, mask=None) -> jax.Array:
     return masked_mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels), mask)
 

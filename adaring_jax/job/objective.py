@@ -27,11 +27,13 @@ from adaring_jax.models import clip
 class Prompts:
     """Class prompt ids (C, L) and, optionally, their frozen hidden states after text layers
     [0, start) (C, L, width). Rows past `count` are padding (to shard C evenly); their
-    features are dropped."""
+    features are dropped. Or, in a class bucket (`job/buckets.py`), `valid` (C,) marks the
+    real classes: the features of all C rows are kept and the loss masks the others."""
     ids: jax.Array
     hidden: jax.Array | None = None
     start: int = struct.field(pytree_node=False, default=0)
     count: int | None = struct.field(pytree_node=False, default=None)
+    valid: jax.Array | None = None
 
     @staticmethod
     def truncate(ids, eos_token_id: int) -> np.ndarray:
@@ -41,14 +43,14 @@ class Prompts:
         return ids[:, :last + 1]
 
     @classmethod
-    def cached(cls, model: clip.CLIP, frozen, ids, start: int, count: int | None = None
-               ) -> "Prompts":
+    def cached(cls, model: clip.CLIP, frozen, ids, start: int, count: int | None = None,
+               valid=None) -> "Prompts":
         ids = jnp.asarray(ids, jnp.int32)
         if start == 0:
-            return cls(ids, count=count)
+            return cls(ids, count=count, valid=valid)
         hidden = jax.jit(lambda p, t: model.apply({"params": p}, t, start,
                                                   method=clip.CLIP.text_hidden))(frozen, ids)
-        return cls(ids, hidden, start, count)
+        return cls(ids, hidden, start, count, valid)
 
 
 def text_start(model: clip.CLIP, spec) -> int:
@@ -107,9 +109,12 @@ def loss_fn(adapter_params, frozen, model: clip.CLIP, spec: adapters.Spec,
     txt = encode_prompts(model, frozen, prompts, layer["text"])
     scale = frozen["logit_scale"]
     logits = clip.scaled_cosine(img, txt, scale)
+    # Class buckets: the padded classes leave the softmax and the per-class means.
+    valid = prompts.valid if isinstance(prompts, Prompts) else None
+    logits = losses.mask_classes(logits, valid)
     terms = {"ce": losses.cross_entropy(logits, labels, mask)}
     if weights.get("text_l1", 0.0):
-        terms["text_l1"] = losses.feature_l1(txt, text_reference)
+        terms["text_l1"] = losses.feature_l1(txt, text_reference, valid)
     if weights.get("image_l1", 0.0) or weights.get("kl", 0.0):
         img0 = jax.lax.stop_gradient(model.apply({"params": frozen}, trunk, start,
                                                  method=clip.CLIP.image_from_hidden))
@@ -117,7 +122,8 @@ def loss_fn(adapter_params, frozen, model: clip.CLIP, spec: adapters.Spec,
             terms["image_l1"] = losses.feature_l1(img, img0, mask)
         if weights.get("kl", 0.0):
             terms["kl"] = losses.kl_to_reference(
-                logits, clip.scaled_cosine(img0, text_reference, scale), mask)
+                logits, losses.mask_classes(clip.scaled_cosine(img0, text_reference, scale),
+                                            valid), mask)
     terms.update(adapters.regularizer_terms(adapter_params, spec, weights))
     loss, metrics = losses.generalization_aware(terms, weights)
     metrics["accuracy"] = losses.masked_mean(logits.argmax(-1) == labels, mask)

@@ -62,8 +62,18 @@ def make_optimizer(config, spec, total_steps: int, steps_per_epoch: int = 0):
     """(optimizer, schedule) of `config.optim`, with the method's learning-rate multipliers
     per parameter label (`Method.lr_multipliers`; only when one is not 1, so the optimizer
     state keeps its usual structure otherwise)."""
+    schedule = make_schedule(config.optim, total_steps, steps_per_epoch)
+    return optimizer_of(config, spec)(schedule), schedule
+
+
+def optimizer_of(config, spec):
+    """schedule -> the optimizer of `config.optim` at that learning-rate schedule (with the
+    method's multipliers, as `make_optimizer`)."""
+    return lambda schedule: _optimizer(config, spec, schedule)
+
+
+def _optimizer(config, spec, schedule):
     o = config.optim
-    schedule = make_schedule(o, total_steps, steps_per_epoch)
     if o.name == "sgd":
         opt = optax.chain(optax.add_decayed_weights(o.weight_decay),
                           optax.sgd(schedule, momentum=o.momentum))
@@ -72,26 +82,46 @@ def make_optimizer(config, spec, total_steps: int, steps_per_epoch: int = 0):
     multipliers = adapters.get(spec.method).lr_multipliers(config.adapter)
     if any(m != 1.0 for m in multipliers.values()):
         opt = optax.chain(opt, scale_by_label(adapters.labels(spec), multipliers))
-    return opt, schedule
+    return opt
 
 
-def make_train_step(model, spec, weights, opt, schedule, mesh, seed: int = 0):
+def make_train_step(model, spec, weights, opt, schedule, mesh, seed: int = 0,
+                    opt_of=None):
     """jitted (state, frozen, batch, prompts, text_ref) -> (state, metrics), differentiating
     the adapter pytree of `state` only (the frozen arrays are arguments, not constants). The
     step's randomness (an adapter's dropout) is a pure function of (seed, step), so a resumed
-    run draws what an uninterrupted one does."""
+    run draws what an uninterrupted one does.
+
+    With `opt_of` (`optimizer_of`), the step takes a sixth argument, {"lr": the learning rate
+    of its step, "seed": the seed} (`step_arguments` makes it), and builds the optimizer on
+    that rate: neither the run's length nor its seed is then a constant of the program, so
+    runs of other lengths and seeds share it (class buckets, `job/buckets.py`); the optimizer
+    state and the arithmetic are the same."""
     repl = sharding.replicated(mesh)
 
-    def step(state, frozen, batch, prompts, text_ref):
-        rng = jax.random.fold_in(jax.random.key(seed), state["step"])
+    def step(state, frozen, batch, prompts, text_ref, given=None):
+        o, sched, key = opt, schedule, seed
+        if given is not None:
+            o = opt_of(lambda count: given["lr"])
+            sched, key = (lambda count: given["lr"]), given["seed"]
+        rng = jax.random.fold_in(jax.random.key(key), state["step"])
         (loss, m), grads = jax.value_and_grad(objective.loss_fn, has_aux=True)(
             state["adapters"], frozen, model, spec, weights, batch["image"], batch["label"],
             prompts, text_ref, batch["mask"], rng)
-        updates, opt_state = opt.update(grads, state["opt_state"], state["adapters"])
+        updates, opt_state = o.update(grads, state["opt_state"], state["adapters"])
         new = {"adapters": optax.apply_updates(state["adapters"], updates),
                "opt_state": opt_state, "step": state["step"] + 1}
-        m["lr"] = schedule(state["step"])
+        m["lr"] = sched(state["step"])
         m["grad_norm"] = optax.global_norm(grads)
         return new, m
 
     return jax.jit(step, out_shardings=(repl, repl), donate_argnums=0)
+
+
+def step_arguments(schedule, seed: int, mesh):
+    """step -> the sixth argument of a `make_train_step(..., opt_of=...)` step at that step:
+    the learning rate of `schedule` (computed by a program of its own) and the seed."""
+    repl = sharding.replicated(mesh)
+    lr = jax.jit(schedule, out_shardings=repl)
+    seed = jax.device_put(jnp.asarray(seed, jnp.int32), repl)
+    return lambda step: {"lr": lr(step), "seed": seed}

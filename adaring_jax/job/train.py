@@ -21,8 +21,8 @@ import jax.numpy as jnp
 from adaring_jax import adapters, data
 from adaring_jax.data import presets
 from adaring_jax.errors import ConfigError, Stopped
-from adaring_jax.job import (backbone, checkpoint, evaluate, loop, metrics, objective, optim,
-                             report, runs, sharding, skeleton, task as tasks, validation,
+from adaring_jax.job import (backbone, buckets, checkpoint, evaluate, loop, metrics, objective,
+                             optim, report, runs, sharding, skeleton, task as tasks, validation,
                              zeroshot_cache)
 from adaring_jax.models import convert
 
@@ -94,12 +94,22 @@ def _train(config, workdir, model, frozen, tok, spec, mesh, task, initial) -> lo
     train_src = task.train
     ids = evaluate.prompt_ids(tok, train_src.classnames,
                               tasks.adapted_template(config, train_src.template))
-    padded = jax.device_put(sharding.pad_rows(ids, mesh.devices.size),
-                            sharding.batch_sharded(mesh))
-    prompts = objective.Prompts.cached(model, frozen, padded, objective.text_start(model, spec),
-                                       len(ids))
+    bucket = _bucket_training(config, spec, initial)  # one program for every class count
+    start = objective.text_start(model, spec)
     templates = (train_src.template, *presets.ENSEMBLE_TEMPLATES)
-    text_ref = evaluate.class_embeddings(model, frozen, tok, train_src.classnames, templates)
+    text_ref = evaluate.class_embeddings(model, frozen, tok, train_src.classnames, templates,
+                                         fixed_batch=bucket)
+    if bucket:
+        padded, valid = buckets.bucket_ids(ids, mesh.devices.size,
+                                           model.config.text.context_length)
+        prompts = objective.Prompts.cached(
+            model, frozen, jax.device_put(padded, sharding.batch_sharded(mesh)), start,
+            valid=jax.device_put(valid.astype("float32"), repl))
+        text_ref = jax.device_put(buckets.pad_rows(text_ref, len(padded)), repl)
+    else:
+        padded = jax.device_put(sharding.pad_rows(ids, mesh.devices.size),
+                                sharding.batch_sharded(mesh))
+        prompts = objective.Prompts.cached(model, frozen, padded, start, len(ids))
 
     loader = data.TrainLoader(train_src, task.train_indices, config.optim.batch_size,
                               model.config.vision.image_size, config.seed,
@@ -111,8 +121,15 @@ def _train(config, workdir, model, frozen, tok, spec, mesh, task, initial) -> lo
     state = jax.device_put({"adapters": a, "opt_state": opt.init(a),
                             "step": jnp.zeros((), jnp.int32)}, repl)
     jitted = optim.make_train_step(backbone.step_model(model, config), spec,
-                                   config.loss.to_dict(), opt, schedule, mesh, config.seed)
-    step_fn = lambda state, batch: jitted(state, frozen, batch, prompts, text_ref)  # noqa: E731
+                                   config.loss.to_dict(), opt, schedule, mesh, config.seed,
+                                   optim.optimizer_of(config, spec) if bucket else None)
+    if bucket:  # the run's length and seed as arguments, not constants of the program
+        given = optim.step_arguments(schedule, config.seed, mesh)
+        step_fn = lambda state, batch: jitted(state, frozen, batch, prompts,  # noqa: E731
+                                              text_ref, given(state["step"]))
+    else:
+        step_fn = lambda state, batch: jitted(state, frozen, batch, prompts,  # noqa: E731
+                                              text_ref)
     batches = lambda start, stop: (sharding.global_batch(b, mesh)  # noqa: E731
                                    for b in loader.batches(start, stop))
     writer = metrics.MetricWriter(workdir)
@@ -124,6 +141,15 @@ def _train(config, workdir, model, frozen, tok, spec, mesh, task, initial) -> lo
                             images_per_step=config.optim.batch_size)
         finally:
             writer.close()
+
+
+def _bucket_training(config, spec, params) -> bool:
+    """Class buckets for the train step (`data.class_bucket`), unless the text tower draws
+    dropout masks (CLIP-LoRA): their draws follow the prompt batch's shape, so a bucket would
+    change them (evaluation draws none: it is bucketed all the same)."""
+    text = adapters.layer_adapters(params, spec)["text"]
+    dropout = text is not None and text.lora and text.lora_dropout > 0
+    return bool(config.data.get("class_bucket", False)) and not dropout
 
 
 def _evaluate(config, model, frozen, tok, spec, mesh, evals, adapter_params):
@@ -145,7 +171,9 @@ def _evaluate(config, model, frozen, tok, spec, mesh, evals, adapter_params):
                if zeroshot_cache.any_cacheable(e.source for e in evals.values()) else "")
     size, batch, threads = (model.config.vision.image_size, config.eval.batch_size,
                             config.data.num_threads)
-    class_features = {k: evaluate.make_class_features(model, r[0], mesh) for k, r in rows.items()}
+    bucket = config.data.get("class_bucket", False)  # one set of programs for every split
+    class_features = {k: evaluate.make_class_features(model, r[0], mesh, bucket)
+                      for k, r in rows.items()}
     accuracy = {k: evaluate.make_accuracy(model, r[0], mesh, size, batch, threads)
                 for k, r in rows.items()}
     joint = evaluate.make_joint_accuracy(model, spec, mesh, size, batch, threads)
@@ -153,7 +181,9 @@ def _evaluate(config, model, frozen, tok, spec, mesh, evals, adapter_params):
         ids, entries, got = {}, {}, {}
         for kind, (_, _, template_of, cached) in rows.items():
             ids[kind] = evaluate.prompt_ids(tok, e.classnames, template_of(e.coop_template))
-            entries[kind] = zeroshot_cache.key(weights, ids[kind], e.source, e.indices, size,
+            keyed = ids[kind] if not bucket else buckets.bucket_ids(  # bucketed: its own entry
+                ids[kind], mesh.devices.size, model.config.text.context_length)[0]
+            entries[kind] = zeroshot_cache.key(weights, keyed, e.source, e.indices, size,
                                                batch, mesh.devices.size) if cached else None
             hit = zeroshot_cache.load(entries[kind])
             if hit is not None:
