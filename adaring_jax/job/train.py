@@ -148,7 +148,7 @@ def _bucket_training(config, spec, params) -> bool:
     dropout masks (CLIP-LoRA): their draws follow the prompt batch's shape, so a bucket would
     change them (evaluation draws none: it is bucketed all the same)."""
     text = adapters.layer_adapters(params, spec)["text"]
-    dropout = text is not None and text.lora and text.lora_dropout > 0
+    dropout = text is not None and bool(text.updates) and text.dropout > 0
     return bool(config.data.get("class_bucket", False)) and not dropout
 
 
