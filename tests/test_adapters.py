@@ -303,8 +303,8 @@ def test_layer_rank_widens_only_the_layer_cores_bonds():
     cores = adapters.init(wide, 1)["bank_0"]["vision"]["down"]["cores"]
     assert cores[0].shape[::2] == (6, 6) and cores[1].shape[0] == 6 and cores[-1].shape[2] == 6
     assert all(c.shape[::2] == (2, 2) for c in cores[2:-1])
-    with pytest.raises(ValueError, match="layer_rank must be >= 0"):
-        dataclasses.replace(base, layer_rank=-1)
+    with pytest.raises(ValueError, match="adapter.layer_rank=-1 must be an integer >= 0"):
+        _spec("adaring", ranks=(2,), max_mode=4, layer_rank=-1)
 
 
 def test_from_dense_with_a_rank_cap_has_the_shapes_of_a_uniform_rank_spec():

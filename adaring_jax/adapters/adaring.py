@@ -54,17 +54,6 @@ class Spec(base.Bottleneck):
     update_rank: int = 4  # r of the lowrank form
     mlp_widths: tuple[int, int] = (0, 0)  # (vision, text) MLP widths, for fc1/fc2 updates
 
-    def __post_init__(self):
-        if not self.ranks or min(self.ranks) < 1:
-            raise ConfigError(f"adaring ranks must be positive integers, got {self.ranks}")
-        if self.layer_rank < 0:
-            raise ConfigError(f"layer_rank must be >= 0 (0: the bank's rank), "
-                              f"got {self.layer_rank}")
-        if self.bias not in BIAS_MODES:
-            raise ConfigError(f"unknown bias mode {self.bias!r}; valid: {', '.join(BIAS_MODES)}")
-        if self.bank_sites and len(self.bank_sites) != len(self.ranks):
-            raise ConfigError(f"{len(self.bank_sites)} banks' sites for {len(self.ranks)} ranks")
-
     def sites_of(self, bank: int) -> tuple[str, ...]:
         return self.bank_sites[bank] if self.bank_sites else ("branch",)
 
@@ -145,7 +134,11 @@ def recipe(config, name: str, arg) -> None:
 
 def check(config) -> None:
     base.check_bottleneck(config)
-    a = config.adapter
+    check_block(config.adapter)
+
+
+def check_block(a) -> None:
+    """AdaRing's own fields (`make_spec` checks them too, for tools that build blocks)."""
     if not a.ranks:
         raise ConfigError("config.adapter.ranks is empty: give one TR rank per bank, "
                           "e.g. ranks=2+4+8")
@@ -159,7 +152,7 @@ def check(config) -> None:
     base.number("adapter.layer_rank", a.layer_rank, 0, integer=True)
     for field in ("lr_layer_core", "lr_shared_cores"):
         base.number(f"adapter.{field}", a[field], 0)
-    sites = parse_sites(a.sites, len(a.ranks))
+    parse_sites(a.sites, len(a.ranks))
     if a.ring_modes not in ru.RING_MODES:
         raise ConfigError(f"config.adapter.ring_modes={a.ring_modes!r} is not valid; choose "
                           f"from: {', '.join(ru.RING_MODES)}")
@@ -167,7 +160,6 @@ def check(config) -> None:
         raise ConfigError(f"config.adapter.update_form={a.update_form!r} is not valid; choose "
                           f"from: {', '.join(ru.FORMS)}")
     base.number("adapter.update_rank", a.update_rank, 1, integer=True)
-    del sites
     if a.max_mode == 1:
         raise ConfigError("config.adapter.max_mode=1: modes split into factors <= 1 "
                           "do not exist; use 0 (no splitting) or >= 2")
@@ -191,6 +183,7 @@ def parse_sites(text: str, banks: int) -> tuple[tuple[str, ...], ...]:
 
 
 def make_spec(block, model_config) -> Spec:
+    check_block(block)
     sites = parse_sites(block.sites, len(block.ranks))
     return Spec("adaring", base.widths(model_config),
                 base.adapted_layers(model_config, block.start, block.end), hidden=block.hidden,

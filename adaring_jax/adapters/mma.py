@@ -7,36 +7,29 @@ Per tower and adapted layer a Down (d -> h) and an Up (h -> d) projection, and a
 
 from __future__ import annotations
 
-import dataclasses
-
 import jax.numpy as jnp
 import numpy as np
 
 from adaring_jax.adapters import base
 
 
-@dataclasses.dataclass(frozen=True)
-class Spec(base.Bottleneck):
-    init_stream: int = 3  # the init draws from numpy's default_rng([seed, init_stream])
+Spec = base.Bottleneck
+STREAM = 3  # the init draws from numpy's default_rng([seed, STREAM]), apart from other methods'
 
 
 def config_block() -> dict:
-    # The second word of the init's numpy seed. The first runs drew MMA with the bank count of
-    # the AdaRing default beside it: 3 on real CLIPs, 2 on the embedded one (recipes.py), so
-    # those runs and their tables stay reproducible.
-    return {**base.bottleneck_block(), "init_stream": 3}
+    return base.bottleneck_block()
 
 
 def make_spec(block, model_config) -> Spec:
     return Spec("mma", base.widths(model_config),
                 base.adapted_layers(model_config, block.start, block.end), hidden=block.hidden,
-                alpha=block.alpha, unscaled_grads=block.unscaled_grads,
-                init_stream=block.init_stream)
+                alpha=block.alpha, unscaled_grads=block.unscaled_grads)
 
 
 def init(spec: Spec, seed: int) -> base.Params:
     """Fresh params drawn with numpy from `seed` (no compilation; the same on any platform)."""
-    rng = np.random.default_rng([seed, spec.init_stream])
+    rng = np.random.default_rng([seed, STREAM])
     n = spec.num_layers
     params: base.Params = {}
     for (owner, fam), (i, o) in spec.families().items():
@@ -61,17 +54,6 @@ def labels(spec: Spec):
     return tree
 
 
-def check(config) -> None:
-    base.check_bottleneck(config)
-    base.number("adapter.init_stream", config.adapter.init_stream, 0, integer=True)
-
-
-def recipe(config, name: str, arg) -> None:
-    del arg
-    if name == "embedded":
-        config.adapter.init_stream = 2
-
-
 def warm_start(source: str, params, source_spec, spec):
     """A finished mma run of the same spec continues training."""
     return params if source == "mma" and source_spec == spec else None
@@ -79,6 +61,6 @@ def warm_start(source: str, params, source_spec, spec):
 
 METHOD = base.register(base.Method(
     name="mma", summary="MMA's dense Down/Shared/Up bank (674,560 parameters on ViT-B/16)",
-    config_block=config_block, check=check, recipe=recipe,
+    config_block=config_block, check=base.check_bottleneck,
     make_spec=make_spec, init=init, layer_adapters=layer_adapters, labels=labels,
     warm_start=warm_start))
