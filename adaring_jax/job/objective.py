@@ -116,8 +116,12 @@ def loss_fn(adapter_params, frozen, model: clip.CLIP, spec: adapters.Spec,
     if weights.get("text_l1", 0.0):
         terms["text_l1"] = losses.feature_l1(txt, text_reference, valid)
     if weights.get("image_l1", 0.0) or weights.get("kl", 0.0):
-        img0 = jax.lax.stop_gradient(model.apply({"params": frozen}, trunk, start,
-                                                 method=clip.CLIP.image_from_hidden))
+        # The frozen reference needs no gradient and no per-layer code: it runs the layer
+        # scan even when the adapted pass is unrolled (model.fast_step), so XLA compiles one
+        # block for it instead of one per layer.
+        rolled = clip.CLIP(dataclasses.replace(model.config, unrolled=False))
+        img0 = jax.lax.stop_gradient(rolled.apply({"params": frozen}, trunk, start,
+                                                  method=clip.CLIP.image_from_hidden))
         if weights.get("image_l1", 0.0):
             terms["image_l1"] = losses.feature_l1(img, img0, mask)
         if weights.get("kl", 0.0):
