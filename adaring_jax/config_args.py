@@ -9,6 +9,7 @@ from __future__ import annotations
 import ml_collections
 
 from adaring_jax import adapters
+from adaring_jax.models import convert
 from adaring_jax.errors import ConfigError
 
 
@@ -43,12 +44,15 @@ def parse(arg: str | None, **defaults) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(out)
 
 
+# The name of the one checkpoint shipped in the package (the embedded tiny CLIP), spelled once,
+# in models.convert.EMBEDDED.
+[EMBEDDED] = convert.EMBEDDED
+
 # Arguments every experiment config accepts (`--config=configs/X.py:key=value,...`).
-# The default checkpoint is the embedded tiny CLIP ("shapes-clip", shipped in the package), so
-# every config runs offline as is; real runs pass e.g. checkpoint=openai/clip-vit-base-patch16.
-COMMON_ARGS = dict(method="adaring", arch="", checkpoint="shapes-clip",
+# The default checkpoint is the embedded tiny CLIP, so every config runs offline as is; real
+# runs pass e.g. checkpoint=openai/clip-vit-base-patch16.
+COMMON_ARGS = dict(method="adaring", arch="", checkpoint=EMBEDDED,
                    dataset="shapes", shots=16, seed=1, ranks=(), sites="", smoke=False)
-EMBEDDED = "shapes-clip"  # the shipped checkpoint's name in models.convert.EMBEDDED
 
 
 def base_config(protocol: str, arg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -88,8 +92,9 @@ def base_config(protocol: str, arg: ml_collections.ConfigDict) -> ml_collections
     # zeroshot has none).
     c.adapter = ml_collections.ConfigDict(method.config_block())
 
-    # Generalization-aware weights (DESIGN 1.4), each method's defaults (`Method.loss`); MMA
-    # trains with cross-entropy only, AdaRing with adapters/adaring.py's LOSS.
+    # Generalization-aware weights (docs/method.md, "Generalization-aware loss"), each method's
+    # defaults (`Method.loss`); MMA trains with cross-entropy only, AdaRing with
+    # adapters/adaring.py's LOSS.
     c.loss = ml_collections.ConfigDict()
     c.loss.text_l1 = 0.0  # |f_txt - f_txt0|_1 (PromptSRC: 25)
     c.loss.image_l1 = 0.0  # |f_img - f_img0|_1 (PromptSRC: 10)

@@ -50,7 +50,7 @@ def _job():
         if config is None:
             raise ConfigError("no experiment config: pass --config=configs/<experiment>.py "
                               "(e.g. configs/fewshot.py)")
-        job = config.get("job", "adapt")
+        job = config.get("job")  # set by every config (config_args.base_config)
     except Exception as e:  # noqa: BLE001
         raise ConfigError(cli.flag_error_message(e)) from e
     if job not in JOBS:

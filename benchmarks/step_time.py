@@ -9,8 +9,9 @@ Reports compile time, median step time over `repeats` (warm-up excluded), images
 memory (XLA's memory analysis of the compiled step; on GPU/TPU also the device's peak). With
 `--prompts=both` it also times the step with full-length prompts recomputed through every text
 layer, and prints the speed-up of cutting prompts at the longest end-of-text and caching the
-frozen text layers below the first adapted one (DESIGN.md section 6). The default `--batch=8
---classes=100` with `arch=vit_b16` is the reference setting of DESIGN.md section 6.
+frozen text layers below the first adapted one (docs/method.md, "Fixed prompts and the frozen
+trunk"). The default `--batch=8 --classes=100` with `arch=vit_b16` is the reference setting
+(docs/performance.md, "The reference setting").
 """
 
 from __future__ import annotations

@@ -46,6 +46,8 @@ _TASK = flags.DEFINE_string("task", "shapes_medium", "suite task (dataset name; 
 _METHOD = flags.DEFINE_string("method", "adaring", "method of the table's row")
 _SEEDS = flags.DEFINE_list("seeds", ["1", "2", "3"], "seeds of the row")
 _SMOKE = flags.DEFINE_bool("smoke", False, "the smoke recipe (tests: seconds per run)")
+_ZEROSHOT_ROW = flags.DEFINE_bool("zeroshot_row", True, "run the table's zero-shot row (tests "
+                                  "leave it out: every pass then runs the seeds only)")
 _ROOT = flags.DEFINE_string("root", "", "workdirs and caches ('' = a fresh temporary folder)")
 _BEFORE = flags.DEFINE_string("before", "", "git revision of the 'before' pass ('' = BEFORE; "
                               "'none': skip the pass)")
@@ -63,7 +65,7 @@ def _runs():
     """(config argument, label) of the table's runs: the zero-shot row, then the seeds."""
     extra = ",smoke" if _SMOKE.value else ""
     task = "" if _TABLE.value == "evidence" else f"dataset={_TASK.value},"
-    rows = [(f"method=zeroshot,{task}seed=1{extra}", "zero-shot")]
+    rows = [(f"method=zeroshot,{task}seed=1{extra}", "zero-shot")] if _ZEROSHOT_ROW.value else []
     rows += [(f"method={_METHOD.value},{task}seed={s}{extra}",
               f"{_METHOD.value} seed {s}") for s in _SEEDS.value]
     return rows
@@ -128,7 +130,8 @@ def main(argv):
     passes["warm"] = warm = _pass(top, "warm", base)
     same = all(p["results"] == warm["results"] for p in passes.values())
     where = "the default job" if _TABLE.value == "evidence" else f"suite task {_TASK.value}"
-    print(f"table: {where}, zero-shot + {_METHOD.value} seeds {','.join(_SEEDS.value)} "
+    zeroshot = "zero-shot + " if _ZEROSHOT_ROW.value else ""
+    print(f"table: {where}, {zeroshot}{_METHOD.value} seeds {','.join(_SEEDS.value)} "
           f"({len(_runs())} runs, one after another)")
     print("| pass | wall s | " + " | ".join(PARTS) + " |")
     print("|---|---|" + "---|" * len(PARTS))

@@ -22,7 +22,7 @@ from absl import app, flags, logging
 
 import numpy as np
 
-from adaring_jax import adapters, compress
+from adaring_jax import adapters, caches, compress
 from adaring_jax.adapters import adaring, tensor_ring as tr
 from adaring_jax.job import runs
 from adaring_jax.models import convert
@@ -87,6 +87,7 @@ def layer_sharing(trained, init, spec, seed: int) -> dict[str, float]:
 
 def main(argv):
     del argv
+    caches.enable_compilation_cache()  # runs of one shape compile once, as in the commands
     logging.set_verbosity(logging.WARNING)
     ranks = [int(r) for r in _RANKS.value]
     steps = _FINETUNE.value

@@ -18,6 +18,7 @@ import os
 
 from absl import app, flags
 
+from adaring_jax import caches
 from adaring_jax.adapters import adaring
 from configs import fewshot
 from experiments.experiments import finished_run, mean_std, override, write_report
@@ -124,6 +125,7 @@ def plot(rows, path: str):
 
 def main(argv):
     del argv
+    caches.enable_compilation_cache()  # runs of one shape compile once, as in the commands
     unknown = sorted(set(_VARIANTS.value) - set(VARIANTS))
     if unknown:
         raise app.UsageError(f"unknown variants {unknown}; valid: {', '.join(VARIANTS)}")

@@ -7,6 +7,7 @@ seeds 1-3 results); the total per method is the same.
     python -m experiments.fidelity_sweep --trials=ring_default,mma_default --seeds=1
     python -m experiments.fidelity_sweep --list               # trials, budgets, no runs
     python -m experiments.fidelity_sweep --curve              # HM against parameters
+    python -m experiments.fidelity_sweep --curve --list       # the curve's points, no runs
 
 Every trial is the default job (`configs/fewshot.py`, the embedded task) at the sweep's base
 schedule (SWEEP_BASE: 10 epochs, one learning rate) with the trial's config overrides, all
@@ -27,7 +28,7 @@ import os
 
 from absl import app, flags, logging
 
-from adaring_jax import adapters
+from adaring_jax import adapters, caches
 from adaring_jax.adapters import adaring
 from adaring_jax.models import convert
 from configs import fewshot
@@ -122,7 +123,8 @@ CURVE_FROM_SWEEP = ("ring_single4", "ring_default", "mma_hidden16", "mma_default
 TRIALS = {**RING_TRIALS, **MMA_TRIALS}
 EVERY = {**TRIALS, **CURVE}
 
-_TRIALS = flags.DEFINE_list("trials", list(TRIALS), "trials to run")
+_TRIALS = flags.DEFINE_list("trials", list(TRIALS), "trials to run (with --curve: which of the "
+                            "curve's points; default all of them)")
 _SEEDS = flags.DEFINE_list("seeds", ["1", "2", "3"], "tuning seeds")
 _ROOT = flags.DEFINE_string("root", "runs/sweep", "workdirs: ROOT/TRIAL/seedS")
 _OUT = flags.DEFINE_string("out", os.path.join(HERE, "sweep"), "writes OUT.md, OUT.png")
@@ -250,8 +252,19 @@ def curve_plot(rows, mma: int, path: str):
 
 def run_curve():
     trials = list(CURVE_FROM_SWEEP) + list(CURVE)
-    counts = {t: trainable(make_config(t, "1")) for t in trials}
+    if _TRIALS.present:
+        unknown = sorted(set(_TRIALS.value) - set(trials))
+        if unknown:
+            raise app.UsageError(f"not points of the curve: {unknown}; valid: {', '.join(trials)}")
+        trials = [t for t in trials if t in _TRIALS.value]
+    counts = {t: trainable(make_config(t, "1"))
+              for t in {*trials, "mma_default"}}
     mma = counts["mma_default"]
+    if _LIST.value:  # in the report's order: AdaRing, then MMA, each by parameters
+        for t in sorted(trials, key=lambda t: (EVERY[t][0], counts[t])):
+            print(f"{t:<26} {EVERY[t][0]:<8} {counts[t]:>7,}  {EVERY[t][1]}")
+        return
+    counts = {t: counts[t] for t in trials}
     rows = table({t: [run_trial(t, s) for s in _SEEDS.value] for t in trials}, counts)
     out = _OUT.value if _OUT.present else os.path.join(HERE, "param_curve")
     write_report(out, curve_markdown(rows, _SEEDS.value, mma),
@@ -260,6 +273,7 @@ def run_curve():
 
 def main(argv):
     del argv
+    caches.enable_compilation_cache()  # runs of one shape compile once, as in the commands
     logging.set_verbosity(logging.WARNING)
     if _CURVE.value:
         return run_curve()

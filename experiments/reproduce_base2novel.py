@@ -1,5 +1,6 @@
 r"""Base-to-novel reproduction on real data: 11 datasets x 3 seeds, one job each, then the
-paper-style table next to the published numbers (DESIGN section 3).
+paper-style table next to the published numbers (docs/results.md, "The published numbers we
+compare against").
 
     python -m experiments.reproduce_base2novel --method=adaring \
         --checkpoint=openai/clip-vit-base-patch16 --data_dir=DATA --root=runs/b2n
@@ -25,7 +26,8 @@ from absl import app, flags
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 from adaring_jax.data import presets
 
-# DESIGN section 3: ViT-B/16, mean of the 11 datasets and 3 seeds (base, novel, HM, params).
+# ViT-B/16, mean of the 11 datasets and 3 seeds (base, novel, HM, params); docs/results.md,
+# "The published numbers we compare against".
 PUBLISHED = {
     "zero-shot CLIP": (69.34, 74.22, 71.70, 0),
     "PromptSRC": (84.26, 76.10, 79.97, 46_080),

@@ -1,18 +1,32 @@
-"""Test-wide settings: offline hub, CPU, full-precision matmuls for numerical comparisons; the
-README's default job, run once per session for the tests that use its workdir."""
+"""Test-wide settings: offline hub, CPU, full-precision matmuls for numerical comparisons, one
+XLA compilation cache for the session (this process and every command it starts, unless a test
+points them elsewhere); the README's default job, run once per session for the tests that use
+its workdir."""
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+# Compiling is most of a smoke run, and many tests run the same smoke programs: in-process
+# and in the commands they start, each program compiles once per session. A fresh folder, so
+# that a session's timing does not depend on what earlier sessions left.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="adaring-tests-xla-")
+    atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], True)
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
+from adaring_jax import caches  # noqa: E402
+
 jax.config.update("jax_default_matmul_precision", "highest")
+caches.enable_compilation_cache()  # as every command does (cli.run)
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

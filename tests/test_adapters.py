@@ -16,6 +16,7 @@ from adaring_jax.adapters import adaring, tensor_ring as tr
 from adaring_jax.job import backbone, objective, optim
 from adaring_jax.models import clip
 from configs import fewshot
+import adapted
 
 MMA_VIT_B16 = 674_560
 
@@ -103,7 +104,7 @@ def test_fresh_adaring_is_exactly_zero_shot_with_nonzero_gradient(tiny, ranks, b
     a = adapters.init(spec, 1)
     # Backbone and inputs are jit arguments, as in training: closed-over constants would be
     # constant-folded by XLA's evaluator, whose rounding differs from the compiled kernels'.
-    feats = jax.jit(lambda ap, p, x, t: objective.adapted_features(model, p, ap, spec, x, t))
+    feats = jax.jit(lambda ap, p, x, t: adapted.features(model, p, ap, spec, x, t))
     img, txt = feats(a, params, pixels, ids)
     np.testing.assert_array_equal(img, clip.encode_image(model, params, pixels))
     np.testing.assert_array_equal(txt, clip.encode_text(model, params, ids))
@@ -176,11 +177,11 @@ def test_mma_init_is_near_but_not_equal_to_zero_shot_and_exact_with_up_zeroed(ti
     spec = _spec("mma")
     a = adapters.init(spec, 2)
     img0 = clip.encode_image(model, params, pixels)
-    img, _ = objective.adapted_features(model, params, a, spec, pixels, ids)
+    img, _ = adapted.features(model, params, a, spec, pixels, ids)
     assert 0 < float(jnp.abs(img - img0).max()) < 1e-2
     for t in adapters.TOWERS:
         a[t]["up"] = jax.tree.map(jnp.zeros_like, a[t]["up"])
-    img, txt = objective.adapted_features(model, params, a, spec, pixels, ids)
+    img, txt = adapted.features(model, params, a, spec, pixels, ids)
     np.testing.assert_array_equal(img, img0)
     np.testing.assert_array_equal(txt, clip.encode_text(model, params, ids))
 
@@ -225,7 +226,7 @@ def test_mma_gradient_treatment_divides_adapter_grads_by_alpha(tiny):
     a = _randomize(adapters.init(plain, 5), 6)
 
     def loss(ap, spec):
-        img, txt = objective.adapted_features(model, params, ap, spec, pixels, ids)
+        img, txt = adapted.features(model, params, ap, spec, pixels, ids)
         return jnp.sum(jnp.sin(img)) + jnp.sum(jnp.cos(txt))
 
     assert float(loss(a, plain)) == float(loss(a, treated))  # same forward
@@ -379,7 +380,7 @@ def test_shared_vision_trunk_gives_the_loss_and_gradients_of_two_full_passes(tin
     weights = {"text_l1": 0.3, "image_l1": 0.2, "kl": 0.5, "diversity": 0.1}
 
     def reference(ap, p):
-        img, txt = objective.adapted_features(model, p, ap, spec, pixels, ids)
+        img, txt = adapted.features(model, p, ap, spec, pixels, ids)
         img0 = clip.encode_image(model, p, pixels)
         scale = p["logit_scale"]
         logits = clip.scaled_cosine(img, txt, scale)

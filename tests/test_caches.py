@@ -4,8 +4,11 @@ compiles nothing new and gives the same results."""
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
+
+import pytest
 
 from adaring_jax import caches
 from conftest import ROOT
@@ -46,23 +49,38 @@ def _entries(folder):
     return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
 
 
-def test_second_run_compiles_nothing_new_and_the_results_are_the_same(tmp_path):
-    cache = tmp_path / "xdg" / "adaring-jax" / "xla"
-    first = _smoke(tmp_path, "a")
-    entries = _entries(cache)
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    """Two identical smoke commands in one empty cache folder: the first fills the caches, the
+    second reads them. What each left: results, XLA programs, zero-shot entries and their
+    modification times (after the first run and after the second)."""
+    top = tmp_path_factory.mktemp("two_runs")
+    xla, zero = top / "xdg" / "adaring-jax" / "xla", top / "xdg" / "adaring-jax" / "zeroshot"
+    first = _smoke(top, "a")
+    after_first = (_entries(xla), sorted(zero.rglob("*.json")))
+    stamps_first = [p.stat().st_mtime_ns for p in after_first[1]]
+    second = _smoke(top, "b")
+    stamps_second = [p.stat().st_mtime_ns for p in after_first[1]]
+    return {"top": top, "first": first, "second": second, "programs": after_first[0],
+            "programs_second": _entries(xla), "zeroshot": after_first[1],
+            "stamps": (stamps_first, stamps_second)}
+
+
+def test_second_run_compiles_nothing_new_and_the_results_are_the_same(two_runs):
+    top, first = two_runs["top"], two_runs["first"]
+    entries = two_runs["programs"]
     assert len(entries) >= 3  # the training step and the evaluation programs at least
-    assert _smoke(tmp_path, "b") == first
+    assert two_runs["second"] == first
     # The first run measured zero-shot and adapted accuracy in one pass over the images; the
     # second reads zero-shot from its cache and compiles the adapted-only evaluation once.
-    second = _entries(cache)
+    second = two_runs["programs_second"]
     assert set(entries) <= set(second) and len(second) - len(entries) <= 1
-    assert _smoke(tmp_path, "c") == first
-    assert _entries(cache) == second  # every program came from the cache
-    assert _smoke(tmp_path, "d", ADARING_CACHE="0") == first
+    assert _smoke(top, "c") == first
+    assert _entries(top / "xdg" / "adaring-jax" / "xla") == second  # all from the cache
 
 
-def test_opt_out_writes_no_cache(tmp_path):
-    _smoke(tmp_path, "a", ADARING_CACHE="0")
+def test_opt_out_writes_no_cache_and_gives_the_same_results(two_runs, tmp_path):
+    assert _smoke(tmp_path, "d", ADARING_CACHE="0") == two_runs["first"]
     assert not (tmp_path / "xdg").exists()
 
 
@@ -124,14 +142,15 @@ def test_zero_shot_key_changes_with_every_input_it_depends_on(tmp_path, monkeypa
     assert zc.load(base) is None
 
 
-def test_a_run_reuses_zero_shot_and_recomputes_when_its_inputs_change(tmp_path):
+def test_a_run_reuses_zero_shot_and_recomputes_when_its_inputs_change(two_runs, tmp_path):
+    shutil.copytree(two_runs["top"] / "xdg", tmp_path / "xdg")  # the two runs' caches
     zero = tmp_path / "xdg" / "adaring-jax" / "zeroshot"
-    first = _smoke(tmp_path, "a")
+    first = two_runs["first"]
+    assert len(two_runs["zeroshot"]) == 2  # base and novel
+    assert two_runs["second"] == first  # read back, not rewritten:
+    assert two_runs["stamps"][1] == two_runs["stamps"][0]
     entries = sorted(zero.rglob("*.json"))
     assert len(entries) == 2  # base and novel
-    stamps = [p.stat().st_mtime_ns for p in entries]
-    assert _smoke(tmp_path, "b") == first  # read back, not rewritten
-    assert [p.stat().st_mtime_ns for p in entries] == stamps
     for p in entries:  # a wrong cached value would show: the run must not trust a changed one
         value = json.loads(p.read_text())
         p.write_text(json.dumps({**value, "accuracy": 99.0}))

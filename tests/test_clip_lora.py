@@ -12,6 +12,7 @@ from adaring_jax import adapters, params as params_report
 from adaring_jax.job import objective, train
 from adaring_jax.models import clip
 from configs import base2novel, fewshot
+import adapted
 import test_adapters
 
 
@@ -40,7 +41,7 @@ def test_fresh_lora_is_exactly_zero_shot_and_b_gets_the_gradient(tiny):
     model, params, pixels, ids = tiny
     spec = _spec()
     a = adapters.init(spec, 1)
-    feats = jax.jit(lambda ap, p, x, t: objective.adapted_features(model, p, ap, spec, x, t))
+    feats = jax.jit(lambda ap, p, x, t: adapted.features(model, p, ap, spec, x, t))
     img, txt = feats(a, params, pixels, ids)
     np.testing.assert_array_equal(img, jax.jit(clip.encode_image, static_argnums=0)(
         model, params, pixels))

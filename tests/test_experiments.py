@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from adaring_jax.data import open_split, presets
 from tests import coop_tree
 
@@ -26,8 +28,7 @@ def test_generated_tree_opens_for_all_eleven_datasets(tmp_path):
 
 
 def _sweep(tmp_path, *extra):
-    env = dict(os.environ, HF_HUB_OFFLINE="1", JAX_PLATFORMS="cpu",
-               JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax_cache"))
+    env = dict(os.environ, HF_HUB_OFFLINE="1", JAX_PLATFORMS="cpu")  # the session's XLA cache
     cmd = [sys.executable, "-m", "experiments.reproduce_base2novel",
            "--datasets=imagenet,fgvc_aircraft", "--seeds=1,2",
            f"--data_dir={tmp_path / 'data'}", f"--root={tmp_path / 'runs'}",
@@ -80,40 +81,54 @@ def test_compression_experiment_runs_and_resumes(tmp_path):
     assert "step " not in again.stderr
 
 
-def test_fidelity_sweep_keeps_the_budget_and_runs_a_warm_start(tmp_path):
-    env = dict(os.environ, JAX_PLATFORMS="cpu", HF_HUB_OFFLINE="1")
-    listed = subprocess.run([sys.executable, "-m", "experiments.fidelity_sweep", "--list"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
-    assert listed.returncode == 0, listed.stderr[-2000:]
-    rows = [line.split() for line in listed.stdout.splitlines() if line.strip()]
+def _fidelity(*args):
+    out = subprocess.run([sys.executable, "-m", "experiments.fidelity_sweep", *map(str, args)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600,
+                         env=dict(os.environ, JAX_PLATFORMS="cpu", HF_HUB_OFFLINE="1"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
+
+
+@pytest.fixture(scope="module")
+def fidelity_sweep(tmp_path_factory):
+    """Two trials of the sweep on smoke runs, one of them the warm start from MMA; its folder."""
+    top = tmp_path_factory.mktemp("fidelity")
+    _fidelity("--config_args=smoke", "--seeds=1", "--trials=ring_warm_mma,ring_nobias_2+5",
+              f"--root={top}/runs", f"--out={top}/sweep")
+    return top
+
+
+def test_fidelity_sweep_keeps_the_budget_and_runs_a_warm_start(fidelity_sweep):
+    rows = [line.split() for line in _fidelity("--list").splitlines() if line.strip()]
     ring = [int(r[2].replace(",", "")) for r in rows if r[1] == "adaring"]
     mma = [int(r[2].replace(",", "")) for r in rows if r[0] == "mma_default"]
     assert len(ring) == len(rows) - len(ring) and max(ring) <= 0.1 * mma[0]
-    out = subprocess.run(
-        [sys.executable, "-m", "experiments.fidelity_sweep", "--config_args=smoke",
-         "--seeds=1", "--trials=ring_warm_mma,ring_nobias_2+5", f"--root={tmp_path}/runs",
-         f"--out={tmp_path}/sweep"], cwd=ROOT, capture_output=True, text=True, timeout=600,
-        env=env)
-    assert out.returncode == 0, out.stderr[-2000:]
-    table = (tmp_path / "sweep.md").read_text()
-    assert "| ring_warm_mma | adaring |" in table and (tmp_path / "sweep.png").exists()
+    table = (fidelity_sweep / "sweep.md").read_text()
+    assert "| ring_warm_mma | adaring |" in table and (fidelity_sweep / "sweep.png").exists()
     # The warm start trained the dense run it compresses first.
-    assert (tmp_path / "runs" / "mma_default" / "seed1" / "results.json").exists()
-    # The parameter curve reuses the sweep's points and adds its own, over the budget too.
-    curve = subprocess.run(
-        [sys.executable, "-m", "experiments.fidelity_sweep", "--config_args=smoke",
-         "--seeds=1", "--curve", f"--root={tmp_path}/runs", f"--out={tmp_path}/curve"], cwd=ROOT,
-        capture_output=True, text=True, timeout=600, env=env)
-    assert curve.returncode == 0, curve.stderr[-2000:]
-    rows = [r.split(" | ") for r in (tmp_path / "curve.md").read_text().splitlines()
-            if r.startswith("| ring_") or r.startswith("| mma_")]
-    names = [r[0][2:] for r in rows]
+    assert (fidelity_sweep / "runs" / "mma_default" / "seed1" / "results.json").exists()
+
+
+def test_parameter_curve_plans_every_point_and_reuses_the_sweeps(fidelity_sweep):
+    # Every point, in the report's order: AdaRing rows first, then MMA's, each by growing
+    # parameter count; over the budget too (the plan only: no runs).
+    plan = [r.split() for r in _fidelity("--config_args=smoke", "--curve", "--list").splitlines()
+            if r.strip()]
+    names = [r[0] for r in plan]
     assert sorted(names) == sorted(["ring_single4", "ring_default", "ring_rank8", "ring_rank16",
                                     "mma_hidden3", "mma_hidden8", "mma_hidden16", "mma_default"])
-    # AdaRing rows first, then MMA's, each by growing parameter count.
-    key = [(not n.startswith("ring_"), int(r[2].replace(",", ""))) for n, r in zip(names, rows)]
+    key = [(r[1] != "adaring", int(r[2].replace(",", ""))) for r in plan]
     assert key == sorted(key)
-    assert (tmp_path / "curve.png").exists()
+    # A run of two points: one of the sweep's, read back (not rerun), and one of its own.
+    reused = fidelity_sweep / "runs" / "mma_default" / "seed1" / "results.json"
+    stamp = reused.stat().st_mtime_ns
+    _fidelity("--config_args=smoke", "--seeds=1", "--curve", "--trials=mma_default,ring_rank8",
+              f"--root={fidelity_sweep}/runs", f"--out={fidelity_sweep}/curve")
+    assert reused.stat().st_mtime_ns == stamp
+    rows = [r.split(" | ") for r in (fidelity_sweep / "curve.md").read_text().splitlines()
+            if r.startswith("| ring_") or r.startswith("| mma_")]
+    assert [r[0][2:] for r in rows] == ["ring_rank8", "mma_default"]
+    assert (fidelity_sweep / "curve.png").exists()
 
 
 def test_evidence_script_runs_a_zero_shot_and_an_adapted_variant(tmp_path):

@@ -99,3 +99,67 @@ def test_no_module_imports_one_above_it():
                 if parts[1] in rank and rank[parts[1]] >= rank[group]:
                     wrong.append(f"{rel} imports {target}")
     assert not wrong, wrong
+
+
+# Design references not yet moved to docs/method.md: these modules are being refactored
+# elsewhere (issue 33 hand-off); delete an entry once its docstring points at docs/method.md.
+PENDING_DESIGN_REFERENCES = {"adaring_jax/models/clip.py", "adaring_jax/adapters/base.py",
+                             "adaring_jax/adapters/adaring.py", "adaring_jax/adapters/mma.py"}
+
+
+def _code_files():
+    for top in ("adaring_jax", "configs", "benchmarks", "experiments", "launch", "tests"):
+        for base, _, files in os.walk(os.path.join(ROOT, top)):
+            for f in files:
+                if f.endswith((".py", ".sh", ".ipynb")):
+                    yield os.path.relpath(os.path.join(base, f), ROOT)
+
+
+def test_code_names_only_documents_that_are_in_the_repository():
+    """A docstring or comment that cites a document (README.md, DESIGN.md, docs/*.md,
+    experiments/*.md or .png) cites one a clone has."""
+    missing = []
+    for rel in _code_files():
+        if rel == os.path.join("tests", "test_repo.py"):  # this test names the patterns
+            continue
+        text = open(os.path.join(ROOT, rel)).read()
+        for name in set(re.findall(r"\b(?:(?:docs|experiments)/[\w-]+\.(?:md|png)|README\.md"
+                                   r"|DESIGN\.md)", text)):
+            if not os.path.exists(os.path.join(ROOT, name)):
+                if not (name == "DESIGN.md" and rel in PENDING_DESIGN_REFERENCES):
+                    missing.append(f"{rel}: {name}")
+    assert not missing, missing
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor for a Markdown heading."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def test_readme_and_docs_links_resolve():
+    """Every relative link of the README and docs/ names a file of the repository, and every
+    #anchor a heading of that file."""
+    pages = ["README.md"] + [os.path.join("docs", f)
+                             for f in os.listdir(os.path.join(ROOT, "docs")) if f.endswith(".md")]
+    broken = []
+    for page in pages:
+        text = open(os.path.join(ROOT, page)).read()
+        text = re.sub(r"```.*?```", "", text, flags=re.S)
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if "://" in target:
+                continue
+            path, _, anchor = target.partition("#")
+            file = os.path.normpath(os.path.join(ROOT, os.path.dirname(page), path)) if path \
+                else os.path.join(ROOT, page)
+            if not os.path.exists(file):
+                broken.append(f"{page}: {target}")
+            elif anchor:
+                headings = re.findall(r"^#+ (.*)$", open(file).read(), re.M)
+                if anchor not in {_slug(h) for h in headings}:
+                    broken.append(f"{page}: {target} (no such heading)")
+    assert not broken, broken
+
+
+def test_readme_is_a_start_page():
+    assert len(open(os.path.join(ROOT, "README.md")).read().splitlines()) <= 250

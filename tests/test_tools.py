@@ -15,8 +15,9 @@ import pytest
 from PIL import Image
 
 from adaring_jax import adapters, predict
-from adaring_jax.job import atomic, evaluate, runs, task as tasks
+from adaring_jax.job import atomic, evaluate, runs, task as tasks, train
 from adaring_jax.models import clip, convert
+from configs import fewshot
 from conftest import run_module
 from numpy_clip import NumpyCLIP
 
@@ -184,17 +185,25 @@ def test_exported_adapters_reproduce_our_features_in_numpy(default_run, tmp_path
 
 @pytest.fixture(scope="module")
 def mma_run(tmp_path_factory):
+    """An MMA run of the embedded task, cut to 20 steps and 160 test images (in-process)."""
     workdir = tmp_path_factory.mktemp("mma")
-    run_module("adaring_jax.main", "--config=configs/fewshot.py:method=mma",
-               "--config.optim.steps=20", "--config.eval.max_examples=160",
-               f"--workdir={workdir}")
+    config = fewshot.get_config("method=mma")
+    config.optim.steps, config.eval.max_examples = 20, 160
+    train.train_and_evaluate(config, str(workdir))
     return workdir
 
 
-def test_compress_makes_an_adaring_run_that_predict_and_training_accept(mma_run, tmp_path):
-    out = tmp_path / "r2"
+@pytest.fixture(scope="module")
+def compressed(mma_run, tmp_path_factory):
+    """The MMA run compressed to a rank-2 ring; (its workdir, compress's log)."""
+    out = tmp_path_factory.mktemp("compressed") / "r2"
     log = run_module("adaring_jax.compress", f"--workdir={mma_run}", f"--out={out}",
                      "--max_rank=2").stderr
+    return out, log
+
+
+def test_compress_makes_an_adaring_run_that_predict_accepts(mma_run, compressed, tmp_path):
+    out, log = compressed
     for family in ("vision/down", "vision/up", "text/down", "text/up", "shared"):
         assert family in log
     results = json.loads((out / "results.json").read_text())
@@ -209,15 +218,20 @@ def test_compress_makes_an_adaring_run_that_predict_and_training_accept(mma_run,
                               top_k=1, batch_size=rec.config.eval.batch_size)
     assert _accuracy(rows, labels) == results["adapted"]["base"]
 
-    # Further training starts from the compressed ring (adapter.init_from, same spec).
-    more = tmp_path / "more"
-    run_module("adaring_jax.main", "--config=configs/fewshot.py:ranks=2",
-               f"--config.adapter.init_from={out}", "--config.optim.steps=2",
-               "--config.eval.max_examples=32", f"--workdir={more}")
-    assert json.loads((more / "results.json").read_text())["trainable_params"] == \
-        results["trainable_params"]
 
-    # --rel_error picks the rank; --finetune_steps trains the ring before evaluating.
+def test_training_starts_from_a_compressed_ring(compressed, tmp_path):
+    """adapter.init_from a compressed run: the same spec, trained further."""
+    out, _ = compressed
+    more = tmp_path / "more"
+    config = fewshot.get_config("ranks=2")
+    config.adapter.init_from, config.optim.steps, config.eval.max_examples = str(out), 2, 32
+    results = train.train_and_evaluate(config, str(more))
+    assert results["trainable_params"] == \
+        json.loads((out / "results.json").read_text())["trainable_params"]
+
+
+def test_compress_to_a_relative_error_and_fine_tune(mma_run, tmp_path):
+    """--rel_error picks the rank; --finetune_steps trains the ring before evaluating."""
     tuned = tmp_path / "tuned"
     log = run_module("adaring_jax.compress", f"--workdir={mma_run}", f"--out={tuned}",
                      "--rel_error=0.9", "--finetune_steps=2").stderr

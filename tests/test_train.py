@@ -1,15 +1,12 @@
 """The training job end to end: smoke run, 8 devices == 1, SIGKILL resume == uninterrupted,
 SIGTERM checkpoint, two processes == one, and bad values stopped before any compute."""
 
-import atexit
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 
 import jax
@@ -28,17 +25,13 @@ SMOKE = "--config=configs/fewshot.py:smoke"
 LONGER = ("--config.checkpoint_every=1",)
 
 
-# Single-process runs share a persistent compilation cache: the resumed and preempted runs
-# compile the same programs as the reference, and compiling is most of a smoke run.
-_CACHE = tempfile.mkdtemp(prefix="adaring-test-jax-cache-")
-atexit.register(shutil.rmtree, _CACHE, True)
-
-
 def _env(devices=1, cache=True):
+    """Single-process runs share the session's compilation cache (conftest): the resumed and
+    preempted runs compile the same programs as the reference."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", JAX_PLATFORMS="cpu")
     env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
-    if cache:
-        env["JAX_COMPILATION_CACHE_DIR"] = _CACHE
+    if not cache:
+        env["ADARING_COMPILATION_CACHE"] = "0"
     return env
 
 

@@ -1,6 +1,7 @@
 """Loss terms, pure functions on arrays.
 
-The generalization-aware objective (DESIGN.md 1.4) anchors the adapted model to the frozen one:
+The generalization-aware objective (docs/method.md, "Generalization-aware loss") anchors the
+adapted model to the frozen one:
 
     L = CE + w_text * L1(f_txt, f_txt0) + w_image * L1(f_img, f_img0) + w_kl * KL(p0 || p)
         + w_div * Div

@@ -4,8 +4,9 @@
 frozen backbone is a separate argument, so no backbone gradient is ever computed.
 
 Class prompts are fixed, so their text-tower work below the first adapted layer is the same
-every step: `Prompts.cached` runs it once (DESIGN.md section 6), and the ids are cut at the
-longest end-of-text position (under the causal mask later positions cannot change it).
+every step: `Prompts.cached` runs it once, and the ids are cut at the longest end-of-text
+position (under the causal mask later positions cannot change it): docs/method.md, "Fixed
+prompts and the frozen trunk".
 """
 
 from __future__ import annotations
@@ -68,15 +69,6 @@ def encode_prompts(model: clip.CLIP, frozen, prompts, text_adapters) -> jax.Arra
         txt = model.apply({"params": frozen}, prompts.hidden, prompts.ids, prompts.start,
                           text_adapters, method=clip.CLIP.text_from_hidden)
     return txt if prompts.count is None else txt[:prompts.count]
-
-
-def adapted_features(model: clip.CLIP, frozen, adapter_params, spec: adapters.Spec,
-                     pixels, prompts) -> tuple[jax.Array, jax.Array]:
-    """(image features (B, D), class text features (C, D)) with the adapters applied.
-    `prompts` is a `Prompts` or a (C, L) id array."""
-    layer = adapters.layer_adapters(adapter_params, spec)
-    img = clip.encode_image(model, frozen, pixels, layer["vision"])
-    return img, encode_prompts(model, frozen, prompts, layer["text"])
 
 
 def with_dropout_keys(layer: dict, rng) -> dict:

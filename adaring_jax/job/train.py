@@ -12,6 +12,7 @@ pytree only, state donated. Every batch is a pure function of (seed, step), so t
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 
@@ -24,23 +25,36 @@ from adaring_jax.errors import ConfigError, Stopped
 from adaring_jax.job import (backbone, buckets, checkpoint, evaluate, loop, metrics, objective,
                              optim, report, runs, sharding, skeleton, task as tasks, validation,
                              zeroshot_cache)
-from adaring_jax.models import convert
+from adaring_jax.models import clip, convert
+
+
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """Everything a run needs, read and checked before the workdir is touched."""
+    task: tasks.Task               # splits, few-shot draw, class names, templates
+    model: clip.CLIP               # the CLIP's architecture
+    frozen: dict                   # its frozen weights (host memory; sharded in `_run`)
+    tok: object                    # its tokenizer
+    spec: adapters.Spec            # the method's adapter spec for this CLIP
+    mesh: jax.sharding.Mesh        # the 1-D `data` mesh over all devices
+    initial: dict                  # the first adapter params (fresh or warm-started)
+    prepare_seconds: float         # the wall time of all of the above
+
 
 def train_and_evaluate(config, workdir: str) -> dict:
     """Run the experiment `config` in `workdir`; returns the results (also written there)."""
     validation.validate(config)
-    if config.get("job", "adapt") != "adapt":
+    if config.job != "adapt":
         raise ConfigError(f"config.job={config.job!r}: not an adaptation config "
                           "(python -m adaring_jax.main runs every job)")
     table = tasks.own_table(config)  # the user's own data, listed and split (writes nothing)
     return skeleton.run(config, workdir, lambda: _prepare(config, table),
-                        lambda prepared: _run(config, workdir, *prepared),
+                        lambda prepared: _run(config, workdir, prepared),
                         table)
 
 
-def _prepare(config, table):
-    """Task, backbone, spec, first adapters and mesh, each read and checked, and the seconds it
-    took; writes nothing."""
+def _prepare(config, table) -> Prepared:
+    """Task, backbone, spec, first adapters and mesh, each read and checked; writes nothing."""
     start = time.monotonic()
     arch = convert.architecture(config.model.arch, config.model.checkpoint)  # reads config.json
     validation.check_depth(config, arch)
@@ -53,21 +67,23 @@ def _prepare(config, table):
     if not config.adapter.get("init_from", ""):  # a fresh init that needs the backbone
         initial = adapters.get(config.method).backbone_init(initial, spec, model, frozen, tok,
                                                             config.adapter)
-    return (task, model, frozen, tok, spec, sharding.make_mesh(), initial,
-            round(time.monotonic() - start, 2))
+    return Prepared(task, model, frozen, tok, spec, sharding.make_mesh(), initial,
+                    round(time.monotonic() - start, 2))
 
 
-def _run(config, workdir, task, model, frozen, tok, spec, mesh, initial, prepare_seconds) -> dict:
+def _run(config, workdir, p: Prepared) -> dict:
+    task, model, tok, spec, mesh = p.task, p.model, p.tok, p.spec, p.mesh
     runs.record(workdir, config, task)  # what predict, export and compress read back
-    frozen = jax.device_put(frozen, sharding.backbone_shardings(frozen, mesh, config.model.fsdp))
+    frozen = jax.device_put(p.frozen, sharding.backbone_shardings(p.frozen, mesh,
+                                                                  config.model.fsdp))
     results = {"protocol": config.protocol, "method": config.method,
                "dataset": config.data.dataset, "shots": config.data.shots, "seed": config.seed,
                "trainable_params": adapters.count(spec), "prompt": config.data.prompt,
                "zeroshot_prompt": config.data.zeroshot_prompt,
-               "comparability": task.comparability, "prepare_seconds": prepare_seconds}
-    adapter_params = initial
+               "comparability": task.comparability, "prepare_seconds": p.prepare_seconds}
+    adapter_params = p.initial
     if adapters.get(config.method).trains:
-        outcome = _train(config, workdir, model, frozen, tok, spec, mesh, task, initial)
+        outcome = _train(config, workdir, model, frozen, tok, spec, mesh, task, p.initial)
         results.update(outcome.info)
         if outcome.state is None:  # preempted: a checkpoint is written, nothing to evaluate
             raise Stopped(f"stopped by SIGTERM at step {outcome.info['preempted_at']}: its "

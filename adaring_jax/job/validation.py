@@ -62,7 +62,7 @@ def validate(config) -> None:
     _number("checkpoint_every", config.checkpoint_every, 1, integer=True)
     _number("max_to_keep", config.max_to_keep, 1, integer=True)
     _number("data.num_threads", config.data.num_threads, 0, integer=True)
-    if config.get("job", "adapt") == "pretrain":
+    if config.job == "pretrain":
         if config.get("protocol") != "pretrain":
             raise ConfigError(f"config.job='pretrain' on a {config.get('protocol')} adaptation "
                               "config: pretraining has its own config "
