@@ -32,7 +32,8 @@ import numpy as np
 from absl import app, flags
 
 from adaring_jax import adapters, cli
-from adaring_jax.job import atomic, outputs, runs
+from adaring_jax import atomic
+from adaring_jax.job import outputs, runs
 from adaring_jax.errors import UserError
 from adaring_jax.models import convert
 

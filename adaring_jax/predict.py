@@ -27,7 +27,8 @@ import numpy as np
 from absl import app, flags
 
 from adaring_jax import adapters, cli, data
-from adaring_jax.job import atomic, evaluate, metrics, outputs, runs, sharding
+from adaring_jax import atomic
+from adaring_jax.job import evaluate, metrics, outputs, runs, sharding
 from adaring_jax.data import own
 from adaring_jax.data.sources import FolderSource
 from adaring_jax.errors import UserError

@@ -201,7 +201,7 @@ def test_rendered_test_images_are_cached_byte_identical_and_keyed_by_what_they_a
     import numpy as np
     from adaring_jax.data import image_cache, shapes_suite
     from adaring_jax.data.source import Subset
-    from adaring_jax.job import atomic
+    from adaring_jax import atomic
 
     monkeypatch.setenv("ADARING_CACHE_DIR", str(tmp_path))
     for var in ("ADARING_CACHE", "ADARING_IMAGES_CACHE"):

@@ -172,7 +172,7 @@ app.run(lambda argv: cli.run(body), flags_parser=cli.parse_flags)
 
 def test_a_full_disk_while_writing_a_file_names_the_file_and_leaves_no_tmp(tmp_path, monkeypatch):
     from adaring_jax import cli
-    from adaring_jax.job import atomic
+    from adaring_jax import atomic
 
     class Full:
         def __init__(self, path, mode):
@@ -211,7 +211,8 @@ def test_one_rule_for_what_a_command_may_write(tmp_path):
     into one included), never over a file or an unrelated folder; --overwrite replaces a file
     or an earlier output of the same kind only; and a write that must not replace fails if the
     file appeared meanwhile."""
-    from adaring_jax.job import atomic, outputs, workdir
+    from adaring_jax import atomic
+    from adaring_jax.job import outputs, workdir
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
     (run / "experiment.json").write_text("{}")

@@ -404,7 +404,7 @@ def test_unreadable_images_are_found_before_training_in_one_line(tmp_path, caplo
 def test_file_digests_are_read_once_cached_by_size_and_mtime_and_verified(tmp_path,
                                                                           monkeypatch, caplog):
     from adaring_jax.data import file_digests
-    from adaring_jax.job import atomic
+    from adaring_jax import atomic
     monkeypatch.setenv("ADARING_CACHE_DIR", str(tmp_path / "cache"))
     for var in ("ADARING_CACHE", "ADARING_DIGESTS_CACHE"):
         monkeypatch.delenv(var, raising=False)

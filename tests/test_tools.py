@@ -15,7 +15,8 @@ import pytest
 from PIL import Image
 
 from adaring_jax import adapters, predict
-from adaring_jax.job import atomic, evaluate, runs, task as tasks, train
+from adaring_jax import atomic
+from adaring_jax.job import evaluate, runs, task as tasks, train
 from adaring_jax.models import clip, convert
 from configs import fewshot
 from conftest import run_module

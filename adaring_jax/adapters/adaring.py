@@ -1,12 +1,18 @@
-"""`adaring`: cross-layer tensor-ring banks mixed by rank (DESIGN.md 1.2-1.3, our reconstruction).
+"""`adaring`: cross-layer tensor-ring banks mixed by rank (our reconstruction; docs/method.md,
+"The cross-layer tensor ring", "Heterogeneous banks and diversity" and "What the rings write").
 
-Every kernel family, stacked over layers to (N, I, O), is a tensor ring whose first core holds
-the layer-specific slices and whose other cores (I and O split into small modes) are shared by
-all layers. Down/Shared biases are dense (h per layer) by default; the Up bias is one (N, d)
-array shared by the banks (`bias`: BIAS_MODES). `ranks` gives one ring rank per bank: K = 1 is
-single AdaRing; K > 1 mixes the banks per layer with softmax gates. Because ReLU acts
-elementwise, the gated sum of K bottleneck MLPs is one MLP with concatenated Down,
-block-diagonal Shared and gate-scaled stacked Up, which is what the towers receive.
+Each bank is a set of tensor rings whose first core holds the layer-specific slices and whose
+other cores are shared by all layers. What a bank's rings write (`sites`, per bank):
+- weight updates of the towers' projections q, k, v, o, fc1, fc2 in every adapted block
+  (`ring_updates.py`; the default: an attention bank over q, k, v, o and an MLP bank over fc1,
+  fc2, chosen by experiments/adaring_search.py);
+- or ("branch") MMA's parallel bottleneck: every kernel family, stacked over layers to
+  (N, I, O), one ring (I and O split into small modes); Down/Shared biases dense (h per layer)
+  by default, the Up bias one (N, d) array shared by the banks (`bias`: BIAS_MODES).
+`ranks` gives one ring rank per bank; K > 1 banks are mixed per layer by softmax gates. Because
+ReLU acts elementwise, the gated sum of K bottleneck MLPs is one MLP with concatenated Down,
+block-diagonal Shared and gate-scaled stacked Up, which is what the towers receive; gated
+updates of a site are summed (dense) or concatenated along the rank (low-rank).
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ UPDATE_RANKS = (6, 3)
 # `sites=branch`: the earlier default, rings of MMA's parallel bottleneck (blocks 5-12).
 RANKS = (2, 4, 8)  # its banks on CLIP ViT-B/L
 EMBEDDED_RANKS = (2, 4)  # its banks on the embedded tiny CLIP (recipes.py)
-# The generalization-aware loss AdaRing trains with (DESIGN.md 1.4). PromptSRC's 25 / 10 / 1
+# The generalization-aware loss AdaRing trains with (docs/method.md, "Generalization-aware loss"). PromptSRC's 25 / 10 / 1
 # made training unstable under MMA's 1/alpha gradient scaling (gradient norm 34 -> 3,000 within
 # 24 smoke steps); on the embedded task 0.1 each beat both 1.0 and none.
 LOSS = {"text_l1": 0.1, "image_l1": 0.1, "kl": 0.1, "diversity": 0.1}

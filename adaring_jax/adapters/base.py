@@ -7,7 +7,7 @@ parameter report and the learning-rate groups), regularizer terms and warm start
 
 All bottleneck methods produce the same thing for the CLIP towers: per tower a
 `clip.LayerAdapters` with the per-layer MLP `u -> Up(relu(Shared(relu(Down u + b) + b)) + b)`
-(DESIGN.md 1.1) stacked over the adapted layers, applied as `Block_l(x) + alpha * A_l(LN1_l(x))`.
+(docs/method.md, "The base adapter (MMA)") stacked over the adapted layers, applied as `Block_l(x) + alpha * A_l(LN1_l(x))`.
 
 MMA's gradient treatment: MMA scales the branch by alpha in the forward pass and divides the
 gradient by alpha on the way back into the adapter, so the adapter weights see the gradient of an

@@ -1,4 +1,4 @@
-"""`mma`: MMA's dense bank (Multi-Modal Adapter, CVPR 2024; DESIGN.md 1.1).
+"""`mma`: MMA's dense bank (Multi-Modal Adapter, CVPR 2024; docs/method.md, "The base adapter (MMA)").
 
 Per tower and adapted layer a Down (d -> h) and an Up (h -> d) projection, and a Shared
 (h -> h) projection common to both towers at the same depth, all with bias; MMA's init

@@ -69,7 +69,7 @@ def _read_cache(path: str | None, root: str) -> dict:
 def _write_cache(path: str | None, root: str, files: dict) -> None:
     if path is None:
         return
-    from adaring_jax.job import atomic  # noqa: PLC0415 - job imports data
+    from adaring_jax import atomic  # noqa: PLC0415 - job imports data
     tmp = None
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)

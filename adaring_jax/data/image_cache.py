@@ -29,7 +29,7 @@ import numpy as np
 from absl import logging
 
 from adaring_jax import caches
-from adaring_jax.job import atomic
+from adaring_jax import atomic
 from adaring_jax.data import shapes, shapes_suite, source as sources
 
 _CODE = (shapes.__file__, shapes_suite.__file__)

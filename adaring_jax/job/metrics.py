@@ -18,7 +18,7 @@ import time
 
 import jax
 
-from adaring_jax.job import atomic
+from adaring_jax import atomic
 
 
 def note(message: str) -> None:

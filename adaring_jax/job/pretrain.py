@@ -22,7 +22,8 @@ import optax
 from adaring_jax import adapters
 from adaring_jax.data import shapes
 from adaring_jax.errors import Stopped
-from adaring_jax.job import (atomic, backbone, checkpoint, evaluate, loop, metrics, sharding,
+from adaring_jax import atomic
+from adaring_jax.job import (backbone, checkpoint, evaluate, loop, metrics, sharding,
                              skeleton, validation, workdir as workdirs)
 from adaring_jax.models import clip, convert, preprocess
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import os
 
-from adaring_jax.job import atomic, metrics, workdir as workdirs
+from adaring_jax import atomic
+
+from adaring_jax.job import metrics, workdir as workdirs
 
 
 def table(results: dict) -> list[str]:

@@ -21,7 +21,8 @@ import numpy as np
 
 from adaring_jax import adapters
 from adaring_jax.errors import UserError
-from adaring_jax.job import atomic, backbone, checkpoint, identity, outputs, task as tasks
+from adaring_jax import atomic
+from adaring_jax.job import backbone, checkpoint, identity, outputs, task as tasks
 from adaring_jax.job import workdir as workdir_module
 
 CONFIG = "config.json"

@@ -21,7 +21,9 @@ import time
 import jax
 from absl import logging
 
-from adaring_jax.job import atomic, identity, outputs
+from adaring_jax import atomic
+
+from adaring_jax.job import identity, outputs
 from adaring_jax.errors import UserError
 
 FINGERPRINT = outputs.RUN_MARK  # the run's identity (identity.py)
