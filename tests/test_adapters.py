@@ -135,8 +135,8 @@ def test_bias_modes_and_init_scale():
     w1 = adapters.layer_adapters(adapters.init(dense, 5), dense)["vision"].kernels[0]
     w3 = adapters.layer_adapters(adapters.init(big, 5), big)["vision"].kernels[0]
     np.testing.assert_allclose(w3, 3.0 * w1, rtol=1e-4, atol=1e-5)
-    with pytest.raises(ValueError, match="valid: dense, shared, none, ring"):
-        dataclasses.replace(dense, bias="tensor")
+    with pytest.raises(ValueError, match="choose from: dense, shared, none, ring"):
+        _spec("adaring", ranks=(3,), max_mode=4, bias="tensor")
     # bias="ring": each Down/Shared bias stack is a ring over (N, modes of h) at the bank's
     # rank, each Up bias one at the largest rank; every ring's first core starts at zero.
     ring = dataclasses.replace(dense, bias="ring")
