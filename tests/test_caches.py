@@ -74,7 +74,10 @@ def test_second_run_compiles_nothing_new_and_the_results_are_the_same(two_runs):
     # The first run measured zero-shot and adapted accuracy in one pass over the images; the
     # second reads zero-shot from its cache and compiles the adapted-only evaluation once.
     second = two_runs["programs_second"]
-    assert set(entries) <= set(second) and len(second) - len(entries) <= 1
+    # Eager jnp ops ("jit__einsum", ...) compile in about the cache's 0.2 s threshold, so
+    # whether a run stores them depends on the machine's load: not counted here.
+    new = [e for e in set(second) - set(entries) if not e.startswith("jit__")]
+    assert set(entries) <= set(second) and len(new) <= 1, new
     assert _smoke(top, "c") == first
     assert _entries(top / "xdg" / "adaring-jax" / "xla") == second  # all from the cache
 

@@ -48,8 +48,11 @@ def test_checkpoint_swapped_after_building_is_refused():
     with pytest.raises(ValueError, match="pass the checkpoint as a config argument"):
         validation.validate(config)
     real = fewshot.get_config("checkpoint=openai/clip-vit-base-patch16")
-    assert (real.recipe, real.adapter.start, real.adapter.end) == ("mma", 5, 12)
-    assert real.optim.name == "sgd" and real.adapter.ranks == (2, 4, 8)
+    # AdaRing's update rings adapt every block; its branch form keeps MMA's blocks 5-12.
+    assert (real.recipe, real.adapter.start, real.adapter.end) == ("mma", 1, 12)
+    assert real.optim.name == "sgd" and real.adapter.ranks == (6, 3)
+    branch = fewshot.get_config("checkpoint=openai/clip-vit-base-patch16,sites=branch")
+    assert (branch.adapter.start, branch.adapter.end, branch.adapter.ranks) == (5, 12, (2, 4, 8))
     validation.validate(real)
     # The configs' name for the shipped checkpoint is one the loader resolves.
     assert config_args.EMBEDDED in convert.EMBEDDED

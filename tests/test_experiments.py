@@ -166,8 +166,8 @@ def test_suite_runs_tabulates_and_resumes(tmp_path):
                     "## Heterogeneous banks per task (HM)"):
         assert heading in report
     table = report.split("## Base-to-novel HM per task")[1].split("##")[0]
-    assert "| AdaRing (rank 2) | 1,020 | " in table and "+-" not in table  # one seed: values
-    assert "| AdaRing (rank 2) | 1,020 | " in report.split("## The front")[1]
+    assert "| AdaRing branch (rank 2) | 1,020 | " in table and "+-" not in table  # one seed: values
+    assert "| AdaRing branch (rank 2) | 1,020 | " in report.split("## The front")[1]
     assert (tmp_path / "suite_front.png").stat().st_size > 1000
     results = sorted((tmp_path / "runs").glob("base2novel/shapes_colour/*/seed1/results.json"))
     assert [p.parent.parent.name for p in results] == ["adaring_lr0.01", "adaring_r2_lr0.01",

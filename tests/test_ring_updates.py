@@ -61,7 +61,7 @@ def test_update_form_on_vit_b16_is_within_ten_percent_of_mma():
 def test_sites_are_checked_and_named():
     with pytest.raises(ConfigError, match="'q\\+gate'.*from q, k, v, o, fc1, fc2"):
         _config("ranks=4", sites="q+gate")
-    with pytest.raises(ConfigError, match="names 3 banks' sites for 2 ranks"):
+    with pytest.raises(ConfigError, match="names 3 banks' sites for the 2 of config.adapter.ranks"):
         _config("ranks=2+4", sites="q,k,v")
     with pytest.raises(ConfigError, match="ring_modes='sites'.*layers, layers_sites"):
         _config("ranks=4", sites="q", ring_modes="sites")

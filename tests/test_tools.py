@@ -224,7 +224,7 @@ def test_training_starts_from_a_compressed_ring(compressed, tmp_path):
     """adapter.init_from a compressed run: the same spec, trained further."""
     out, _ = compressed
     more = tmp_path / "more"
-    config = fewshot.get_config("ranks=2")
+    config = fewshot.get_config("ranks=2,sites=branch")
     config.adapter.init_from, config.optim.steps, config.eval.max_examples = str(out), 2, 32
     results = train.train_and_evaluate(config, str(more))
     assert results["trainable_params"] == \

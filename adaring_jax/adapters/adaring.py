@@ -125,6 +125,8 @@ def recipe(config, name: str, arg) -> None:
     """The default update rings adapt every block (CLIP-LoRA's placement); `sites=branch`
     keeps the recipe's MMA placement and the earlier banks."""
     sites = arg.sites or SITES
+    if not arg.sites and len(arg.ranks) == 1:  # one bank: it writes every default site
+        sites = "+".join(s for s in clip.SITES if s in SITES.replace(",", "+").split("+"))
     config.adapter.sites = sites
     if sites == "branch":
         config.adapter.ranks = tuple(arg.ranks) or (EMBEDDED_RANKS if name == "embedded"
@@ -158,7 +160,7 @@ def check_block(a) -> None:
     base.number("adapter.layer_rank", a.layer_rank, 0, integer=True)
     for field in ("lr_layer_core", "lr_shared_cores"):
         base.number(f"adapter.{field}", a[field], 0)
-    parse_sites(a.sites, len(a.ranks))
+    parse_sites(a.sites, len(a.ranks), tuple(a.ranks))
     if a.ring_modes not in ru.RING_MODES:
         raise ConfigError(f"config.adapter.ring_modes={a.ring_modes!r} is not valid; choose "
                           f"from: {', '.join(ru.RING_MODES)}")
@@ -171,14 +173,15 @@ def check_block(a) -> None:
                           "do not exist; use 0 (no splitting) or >= 2")
 
 
-def parse_sites(text: str, banks: int) -> tuple[tuple[str, ...], ...]:
+def parse_sites(text: str, banks: int, ranks=None) -> tuple[tuple[str, ...], ...]:
     """config.adapter.sites -> one site tuple per bank ("branch" or update sites)."""
     entries = [tuple(e.split("+")) for e in str(text).replace(" ", "").split(",")]
     if len(entries) == 1:
         entries = entries * banks
     if len(entries) != banks:
         raise ConfigError(f"config.adapter.sites={text!r} names {len(entries)} banks' sites "
-                          f"for {banks} ranks: give one entry, or one per rank joined by ','")
+                          f"for the {banks} of config.adapter.ranks={ranks or banks}: give one "
+                          "entry, or one per rank joined by ','")
     valid = ("branch", *clip.SITES)
     for e in entries:
         bad = [x for x in e if x not in valid]
