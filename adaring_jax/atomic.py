@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 
 
 def umask() -> int:
@@ -63,3 +64,24 @@ def _link(tmp: str, path: str) -> None:
 
 def write_json(path: str, value, sort_keys: bool = False) -> None:
     write_text(path, json.dumps(value, indent=2, sort_keys=sort_keys) + "\n")
+
+
+def write_cache_entry(path: str, data: bytes) -> bool:
+    """Write a cache entry whole, beside then renamed over `path` (another process may read
+    it), with the user's normal permissions. A cache only saves time: a write that fails
+    (full disk, read-only folder) returns False and leaves no file."""
+    tmp = None
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        normal_permissions(tmp)  # mkstemp's files are owner-only
+        os.replace(tmp, path)
+        tmp = None
+        return True
+    except OSError:
+        return False
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.remove(tmp)

@@ -21,9 +21,12 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], True)
 
 import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from adaring_jax import caches  # noqa: E402
+from adaring_jax.models import clip  # noqa: E402
 
 jax.config.update("jax_default_matmul_precision", "highest")
 caches.enable_compilation_cache()  # as every command does (cli.run)
@@ -47,3 +50,17 @@ def default_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("default_run")
     run_module("adaring_jax.main", "--config=configs/fewshot.py", f"--workdir={workdir}")
     return workdir
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """The tiny random CLIP, 4 random images and 3 short prompts (test_adapters,
+    test_ring_updates; test_clip has its own)."""
+    model = clip.preset("tiny")
+    params = clip.init_params(model, jax.random.key(0))
+    rng = np.random.default_rng(0)
+    pixels = jnp.asarray(rng.standard_normal((4, 32, 32, 3)), jnp.float32)
+    ids = np.full((3, 16), 999, np.int32)
+    ids[:, 0] = 998
+    ids[:, 1:4] = rng.integers(0, 900, (3, 3))
+    return model, params, pixels, jnp.asarray(ids)

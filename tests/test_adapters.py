@@ -76,18 +76,6 @@ def test_spec_errors_list_valid_choices():
         adapters.make_spec("mma", clip.PRESETS["tiny"], 5, 12)
 
 
-@pytest.fixture(scope="module")
-def tiny():
-    model = clip.preset("tiny")
-    params = clip.init_params(model, jax.random.key(0))
-    rng = np.random.default_rng(0)
-    pixels = jnp.asarray(rng.standard_normal((4, 32, 32, 3)), jnp.float32)
-    ids = np.full((3, 16), 999, np.int32)
-    ids[:, 0] = 998
-    ids[:, 1:4] = rng.integers(0, 900, (3, 3))
-    return model, params, pixels, jnp.asarray(ids)
-
-
 def _spec(method, **kw):
     if method == "adaring":  # the branch form; tests/test_ring_updates.py has the updates
         kw = {"sites": "branch", **kw}

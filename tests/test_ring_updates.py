@@ -67,18 +67,6 @@ def test_sites_are_checked_and_named():
         _config("ranks=4", sites="q", ring_modes="sites")
 
 
-@pytest.fixture(scope="module")
-def tiny():
-    model = clip.preset("tiny")
-    params = clip.init_params(model, jax.random.key(0))
-    rng = np.random.default_rng(0)
-    pixels = jnp.asarray(rng.standard_normal((4, 32, 32, 3)), jnp.float32)
-    ids = np.full((3, 16), 999, np.int32)
-    ids[:, 0] = 998
-    ids[:, 1:4] = rng.integers(0, 900, (3, 3))
-    return model, params, pixels, jnp.asarray(ids)
-
-
 def _spec(ranks, sites, **kw):
     return adapters.make_spec("adaring", clip.PRESETS["tiny"], 1, 4, ranks=ranks, sites=sites,
                               max_mode=4, **kw)

@@ -18,11 +18,10 @@ import concurrent.futures
 import hashlib
 import json
 import os
-import tempfile
 
 from absl import logging
 
-from adaring_jax import caches
+from adaring_jax import atomic, caches
 
 DIGEST_CHARS = 32  # hex characters kept of a file's SHA-256 (128 bits: a change detector)
 UNREADABLE = "unreadable"  # the digest of a file that cannot be read (the probe reports it)
@@ -69,22 +68,8 @@ def _read_cache(path: str | None, root: str) -> dict:
 def _write_cache(path: str | None, root: str, files: dict) -> None:
     if path is None:
         return
-    from adaring_jax import atomic  # noqa: PLC0415 - job imports data
-    tmp = None
-    try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump({"root": os.path.realpath(root), "files": files,
-                       "check": _content_check(files)}, f)
-        atomic.normal_permissions(tmp)
-        os.replace(tmp, path)
-        tmp = None
-    except OSError:
-        pass
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.remove(tmp)
+    atomic.write_cache_entry(path, json.dumps({"root": os.path.realpath(root), "files": files,
+                                               "check": _content_check(files)}).encode())
 
 
 def digests(root: str, paths) -> dict[str, str]:

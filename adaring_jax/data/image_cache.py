@@ -23,13 +23,11 @@ import functools
 import hashlib
 import io
 import os
-import tempfile
 
 import numpy as np
 from absl import logging
 
-from adaring_jax import caches
-from adaring_jax import atomic
+from adaring_jax import atomic, caches
 from adaring_jax.data import shapes, shapes_suite, source as sources
 
 _CODE = (shapes.__file__, shapes_suite.__file__)
@@ -97,21 +95,8 @@ def _store(path: str, images: np.ndarray) -> None:
     buffer = io.BytesIO()
     np.save(buffer, images)
     body = buffer.getvalue()
-    tmp = None
-    try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            f.write(_MAGIC + hashlib.sha256(body).hexdigest().encode() + b"\n")
-            f.write(body)
-        atomic.normal_permissions(tmp)  # mkstemp's are owner-only
-        os.replace(tmp, path)
-        tmp = None
-    except OSError:
-        pass
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.remove(tmp)
+    atomic.write_cache_entry(path, _MAGIC + hashlib.sha256(body).hexdigest().encode() + b"\n"
+                             + body)
 
 
 def _load(path: str, shape: tuple) -> np.ndarray | None:
