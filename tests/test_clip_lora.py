@@ -13,7 +13,6 @@ from adaring_jax.job import objective, train
 from adaring_jax.models import clip
 from configs import base2novel, fewshot
 import adapted
-import test_adapters
 
 
 def test_count_is_clip_loras_184320_on_vit_b16():
@@ -28,9 +27,6 @@ def test_real_checkpoint_recipe_is_clip_loras():
     assert (o.name, o.lr, o.weight_decay, o.schedule, o.min_lr, o.batch_size, o.steps) == (
         "adamw", 2e-4, 1e-2, "cosine", 1e-6, 32, 500 * 16)
     assert config.adapter.dropout == 0.25 and config.adapter.alpha == 1.0
-
-
-tiny = test_adapters.tiny  # the tiny CLIP, its params, images and prompt ids
 
 
 def _spec(**kw):
