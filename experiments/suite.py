@@ -104,6 +104,9 @@ _ROOT = flags.DEFINE_string("root", "runs/suite", "workdirs: ROOT/PROTOCOL/TASK/
 _OUT = flags.DEFINE_string("out", os.path.join(HERE, "suite"), "writes OUT.md and OUT_*.png")
 _PLAN = flags.DEFINE_bool("plan", False, "list the runs and how many are finished; run none")
 _SMOKE = flags.DEFINE_bool("smoke", False, "the smoke recipe (tests: seconds per run)")
+_RATES = flags.DEFINE_list(
+    "rates", [], "METHOD:LR pairs used instead of the tuning part (rates an earlier tuning "
+    "chose, e.g. clip_lora:0.03); a method not named trains at its recipe's rate")
 
 
 def config_of(protocol: str, task: str, variant: Variant, seed: str, lr: float | None):
@@ -334,6 +337,23 @@ def _recipe_lr(key) -> float:
     return base2novel.get_config(f"method={VARIANTS[key].method}").optim.lr
 
 
+def _rates() -> dict[str, float]:
+    """--rates as {method: lr}; a malformed pair or an unknown method is a usage error."""
+    rates, methods = {}, {v.method for v in VARIANTS.values()}
+    for pair in _RATES.value:
+        method, _, lr = pair.partition(":")
+        try:
+            rates[method] = float(lr)
+        except ValueError:
+            raise cli.UsageError(f"--rates takes METHOD:LR pairs, got {pair!r}") from None
+        if method not in methods or rates[method] <= 0:
+            raise cli.UsageError(f"--rates {pair!r}: methods are {', '.join(sorted(methods))}, "
+                                 "rates are positive")
+    if rates and "tuning" in _PARTS.value:
+        raise cli.UsageError("--rates replaces the tuning part: leave `tuning` out of --parts")
+    return rates
+
+
 def main(argv):
     del argv
     return cli.run(_main)  # a stop (SIGTERM, Ctrl-C) or a bad run: one line, not a traceback
@@ -361,7 +381,8 @@ def _main():
         if _PLAN.value:  # count the runs after tuning as if at the recipe's rate
             lrs = {k: lr or _recipe_lr(k) for k, lr in lrs.items()}
     else:
-        lrs = {k: _recipe_lr(k) for k in keys}
+        given = _rates()
+        lrs = {k: given.get(VARIANTS[k].method, _recipe_lr(k)) for k in keys}
     sections = []
     if tuning_lines:
         sections += ["## Tuning (seeds 1-3, tasks " + ", ".join(TUNING_TASKS) + ")",

@@ -57,10 +57,11 @@ def test_folder_listing_benchmark_runs(tmp_path):
 
 
 def test_table_benchmark_runs_off_and_warm_with_the_same_results(tmp_path):
-    # One run per pass (the seed's; the zero-shot row is a method=zeroshot run like any other),
-    # four passes: before, off, cold, warm.
+    # One zero-shot run per pass (training runs go through the same code, timed in the
+    # other benchmark tests), four passes: before, off, cold, warm. The before pass runs the
+    # code of the commit before the caches: its zero-shot numbers must equal today's.
     out = subprocess.run([sys.executable, "-m", "benchmarks.table_time", "--smoke", "--seeds=1",
-                          "--nozeroshot_row", f"--root={tmp_path}"], cwd=ROOT,
+                          "--method=zeroshot", "--nozeroshot_row", f"--root={tmp_path}"], cwd=ROOT,
                          capture_output=True, text=True, timeout=900,
                          env=dict(os.environ, JAX_PLATFORMS="cpu"))
     assert out.returncode == 0, out.stderr[-2000:]
@@ -100,26 +101,35 @@ assert not wrong, wrong
     assert out.returncode == 0, out.stderr[-2000:]
 
 
-def test_accelerator_benchmark_prints_its_tables_at_smoke_size(tmp_path):
+def _accelerator(tmp_path, sections):
     out = subprocess.run([sys.executable, "-m", "benchmarks.accelerator", "--smoke",
-                          f"--root={tmp_path}", f"--json={tmp_path / 'a.json'}"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=600,
-                         env=dict(os.environ, JAX_PLATFORMS="cpu"))
+                          f"--sections={sections}", f"--root={tmp_path}",
+                          f"--json={tmp_path / 'a.json'}"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=600, env=dict(os.environ, JAX_PLATFORMS="cpu"))
     assert out.returncode == 0, out.stderr[-2000:]
-    lines = out.stdout.splitlines()
-    assert any(line.startswith("| float32 256^3 | ") for line in lines), out.stdout
+    with open(tmp_path / "a.json") as f:
+        return out.stdout, json.load(f)
+
+
+def test_accelerator_benchmark_prints_its_step_tables_at_smoke_size(tmp_path):
+    stdout, _ = _accelerator(tmp_path, "ceiling,steps,torch")
+    lines = stdout.splitlines()
+    assert any(line.startswith("| float32 256^3 | ") for line in lines), stdout
     for method in ("adaring", "mma"):  # ms, TFLOP/s (share of the f32 ceiling), compile s
         row = next(line for line in lines if line.startswith(f"| ours, {method}, auto"))
         ms, tflops, compile_s = (c.strip() for c in row.split("|")[2:5])
         assert float(ms) > 0 and "%)" in tflops and float(compile_s) > 0, row
     assert any(line.startswith("compile seconds (tiny, batch 8, 16 classes, float32, one "
-                               "process): adaring ") for line in lines), out.stdout
+                               "process): adaring ") for line in lines), stdout
+
+
+def test_accelerator_benchmark_times_a_run_cold_and_warm_at_smoke_size(tmp_path):
+    stdout, numbers = _accelerator(tmp_path, "b2n")
+    lines = stdout.splitlines()
     for run in ("cold", "warm"):  # the whole run's phases from its results.json
         row = next(line for line in lines if line.startswith(f"| {run} cache | "))
         assert all(float(c) >= 0 for c in row.split("|")[2:9]), row
-    assert "evaluation apart from its compile (warm): " in out.stdout
-    assert "results equal: True" in out.stdout
-    with open(tmp_path / "a.json") as f:
-        numbers = json.load(f)
+    assert "evaluation apart from its compile (warm): " in stdout
+    assert "results equal: True" in stdout
     assert numbers["b2n"]["warm"]["first_step_seconds"] < numbers["b2n"]["cold"][
         "first_step_seconds"]  # the warm run's step came from the compile cache

@@ -2,7 +2,8 @@
 reproduces our features through an independent NumPy CLIP reading only the exported files,
 compress turns an MMA run into an adaring run that every other tool and training accept; and
 each tool refuses an unfinished run, a zero-shot run where it needs adapters, and a missing
-checkpoint with one message."""
+checkpoint with one message. They share one finished run of the README's default job
+(conftest.default_run), which first shows that it beats zero-shot."""
 
 import json
 import os
@@ -19,7 +20,7 @@ from adaring_jax import atomic
 from adaring_jax.job import evaluate, runs, task as tasks, train
 from adaring_jax.models import clip, convert
 from configs import fewshot
-from conftest import run_module
+from conftest import DEFAULT_JOB, ROOT, run_module
 from numpy_clip import NumpyCLIP
 
 
@@ -40,6 +41,19 @@ def _write_split(run_dir, split, out_dir):
 
 def _accuracy(rows, labels):
     return round(100 * np.mean([best[0][0] == y for (_, best), y in zip(rows, labels)]), 2)
+
+
+def test_default_job_beats_zero_shot(default_run):
+    """The README's run command (shortened: conftest.SHORTENED) trains AdaRing well above
+    zero-shot CLIP on the shifted domain; the command the fixture runs is the README's."""
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    assert f"python -m adaring_jax.main {' '.join(DEFAULT_JOB)} --workdir=runs/default" in readme
+    with open(default_run / "results.json") as f:
+        results = json.load(f)
+    assert results["protocol"] == "base2novel" and results["trainable_params"] == 5172
+    zs, ad = results["zeroshot"], results["adapted"]
+    assert ad["hm"] > zs["hm"] + 3, results
+    assert 100 / 32 * 3 < zs["hm"] < 60
 
 
 def test_predict_reproduces_the_runs_accuracy_and_takes_unseen_names(default_run, tmp_path):
