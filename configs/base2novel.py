@@ -11,11 +11,8 @@ Arguments as in configs/fewshot.py.
 """
 
 from adaring_jax import config_args
-from adaring_jax import recipes
 
 
 def get_config(arg=None):
-    arg = config_args.parse(arg, **config_args.COMMON_ARGS)
-    config = recipes.apply(config_args.base_config("base2novel", arg), arg)
-    config.lock()
-    return config
+    """Assembled in one place: adaring_jax/config_args.py `build`."""
+    return config_args.build("base2novel", arg)

@@ -11,12 +11,11 @@ Arguments as in configs/fewshot.py (dataset defaults to imagenet here).
 
 from adaring_jax import config_args
 from adaring_jax.data import presets
-from adaring_jax import recipes
 
 
 def get_config(arg=None):
-    arg = config_args.parse(arg, **{**config_args.COMMON_ARGS, "dataset": "imagenet"})
-    config = recipes.apply(config_args.base_config("cross_dataset", arg), arg)
-    config.data.eval_datasets = tuple(d for d in presets.BENCHMARK if d != config.data.dataset)
-    config.lock()
-    return config
+    """Assembled in one place: adaring_jax/config_args.py `build`; tested on every other
+    benchmark dataset."""
+    return config_args.build(
+        "cross_dataset", arg, {"dataset": "imagenet"},
+        eval_datasets=lambda c: [d for d in presets.BENCHMARK if d != c.data.dataset])

@@ -38,11 +38,8 @@ layers and the optimizer follow it.
 """
 
 from adaring_jax import config_args
-from adaring_jax import recipes
 
 
 def get_config(arg=None):
-    arg = config_args.parse(arg, **config_args.COMMON_ARGS, protocol="base2novel")
-    config = recipes.apply(config_args.base_config(arg.protocol, arg), arg)
-    config.lock()
-    return config
+    """Assembled in one place: adaring_jax/config_args.py `build`."""
+    return config_args.build("base2novel", arg, {"protocol": "base2novel"})

@@ -13,6 +13,19 @@ import tempfile
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+# The CPU backend's code generation at optimization level 0, here and in every command a test
+# starts: XLA's programs are the same, their machine code less tuned. Compiling is most of a
+# smoke run and this takes about a third off it; a run that is mostly execution (the shortened
+# default job) takes as long and gives the same digits. Benchmarks and the README's figures run
+# at XLA's default level.
+TEST_XLA_FLAGS = "--xla_backend_optimization_level=0"
+os.environ["XLA_FLAGS"] = " ".join(filter(None, [os.environ.get("XLA_FLAGS", ""),
+                                                 TEST_XLA_FLAGS]))
+
+
+def xla_flags(devices: int) -> str:
+    """The session's XLA flags with `devices` forced host devices (sharding tests)."""
+    return f"{os.environ['XLA_FLAGS']} --xla_force_host_platform_device_count={devices}"
 # Compiling is most of a smoke run, and many tests run the same smoke programs: in-process
 # and in the commands they start, each program compiles once per session. A fresh folder, so
 # that a session's timing does not depend on what earlier sessions left.

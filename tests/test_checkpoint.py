@@ -120,7 +120,8 @@ def test_restore_named_sharding(tmp_path):
 
 
 def test_restore_named_sharding_8_devices(tmp_path):
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
+    import conftest  # here, not at the top: this file also runs as the 8-device script
+    env = dict(os.environ, XLA_FLAGS=conftest.xla_flags(8),
                JAX_PLATFORMS="cpu",
                PYTHONPATH=os.pathsep.join([os.path.dirname(os.path.dirname(__file__)),
                                            os.environ.get("PYTHONPATH", "")]))

@@ -11,7 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from adaring_jax import export, predict
 from adaring_jax.data import own, shapes
+from adaring_jax.job import runs, train
+from configs import fewshot
 from adaring_jax.data.source import DataError
 from conftest import ROOT, run_module
 
@@ -63,6 +66,22 @@ def _run_readme(tmp_path, dataset):
     return out
 
 
+def _adapt_predict_export(tmp_path, dataset):
+    """The README's three steps in this process (the commands themselves: the folder test):
+    the same job, run loading, prediction and export code without three process starts."""
+    (argv,) = [a for a in _readme_own_data_commands() if a[2] == "adaring_jax.main"]
+    arg = next(a for a in argv if a.startswith("--config=")).partition(":")[2]
+    config = fewshot.get_config(arg.replace("folder:my_images", dataset))
+    train.train_and_evaluate(config, str(tmp_path / "run"))
+    run = runs.load(str(tmp_path / "run"))
+    files = predict.image_files([str(_new_images(tmp_path))])
+    rows, skipped = predict.predict(run, files, *run.classes(""), top_k=1)
+    assert not skipped
+    predict.write(str(tmp_path / "predictions.csv"), rows, skipped)
+    export.export(runs.load(str(tmp_path / "run"), needs_adapters=True),
+                  str(tmp_path / "export"))
+
+
 def _new_images(tmp_path):
     new = tmp_path / "new"
     new.mkdir()
@@ -112,8 +131,11 @@ def test_split_folders_a_csv_list_and_tfds_go_through_adapt_predict_export(tmp_p
                             rel = os.path.relpath(os.path.join(base, x), str(tmp_path))
                             f.write(f"{rel},{name}\n")
         dataset = f"list:{tmp_path / 'labels.csv'}"
-    _new_images(tmp_path)
-    _run_readme(tmp_path, dataset)
+    if form == "tfds":  # a process of its own: TFDS finds the dataset through the env var
+        _new_images(tmp_path)
+        _run_readme(tmp_path, dataset)
+    else:
+        _adapt_predict_export(tmp_path, dataset)
     results = json.load(open(tmp_path / "run" / "results.json"))
     assert set(results["adapted"]) == {"test"}
     assert len(open(tmp_path / "predictions.csv").read().splitlines()) == 5

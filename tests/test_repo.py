@@ -75,7 +75,7 @@ def test_the_package_import_graph_has_no_circle():
 # The package's layers, lowest first: a module imports only from lower layers or from its own
 # group (subpackage or top-level module). The commands sit on top, each its own group.
 LAYERS = (("errors", "caches", "host", "atomic"), ("models",), ("adapters", "data"), ("config_args",),
-          ("job", "recipes"), ("cli",), ("main", "predict", "export", "compress", "zeroshot", "params"))
+          ("job",), ("cli",), ("main", "predict", "export", "compress", "zeroshot", "params"))
 
 
 def test_no_module_imports_one_above_it():

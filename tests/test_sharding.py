@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import conftest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SCRIPT = r"""
@@ -29,7 +31,7 @@ print("ok", len(split))
 
 def test_fsdp_backbone_matches_replicated():
     env = dict(os.environ, JAX_PLATFORMS="cpu",
-               XLA_FLAGS="--xla_force_host_platform_device_count=8")
+               XLA_FLAGS=conftest.xla_flags(8))
     out = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, env=env, text=True,
                          capture_output=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]

@@ -14,6 +14,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
+import conftest
 from adaring_jax.job import train
 from adaring_jax.job import workdir as workdir_module
 from configs import base2novel, fewshot
@@ -29,7 +30,7 @@ def _env(devices=1, cache=True):
     """Single-process runs share the session's compilation cache (conftest): the resumed and
     preempted runs compile the same programs as the reference."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", JAX_PLATFORMS="cpu")
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    env["XLA_FLAGS"] = conftest.xla_flags(devices)
     if not cache:
         env["ADARING_COMPILATION_CACHE"] = "0"
     return env

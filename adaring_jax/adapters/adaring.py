@@ -38,7 +38,7 @@ SITES = "q+k+v+o,fc1+fc2"
 UPDATE_RANKS = (6, 3)
 # `sites=branch`: the earlier default, rings of MMA's parallel bottleneck (blocks 5-12).
 RANKS = (2, 4, 8)  # its banks on CLIP ViT-B/L
-EMBEDDED_RANKS = (2, 4)  # its banks on the embedded tiny CLIP (recipes.py)
+EMBEDDED_RANKS = (2, 4)  # its banks on the embedded tiny CLIP (config_args.py)
 # The generalization-aware loss AdaRing trains with (docs/method.md, "Generalization-aware loss"). PromptSRC's 25 / 10 / 1
 # made training unstable under MMA's 1/alpha gradient scaling (gradient norm 34 -> 3,000 within
 # 24 smoke steps); on the embedded task 0.1 each beat both 1.0 and none.

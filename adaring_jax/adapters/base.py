@@ -120,7 +120,7 @@ class Method:
     # init that needs the backbone (CoOp's context from the frozen token embeddings).
     backbone_init: Callable = lambda params, spec, model, frozen, tok, block: params
     # (config, recipe name, config arguments): this method's values of a training recipe
-    # (recipes.py), applied after the recipe's own.
+    # (config_args.py), applied after the recipe's own.
     recipe: Callable[[ml_collections.ConfigDict, str, ml_collections.ConfigDict], None] = \
         lambda config, recipe, arg: None
 
