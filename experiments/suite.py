@@ -30,6 +30,15 @@ AdaRing rank 4 (3,984) 61.98 +- 1.07, AdaRing 2+4 (5,160) 61.65 +- 1.73, CLIP-Lo
 (5,760) 63.80 +- 0.05, MMA (57,600) 65.86 +- 0.52. At <= 10% of MMA's parameters AdaRing is
 on the front, 3.88 HM below MMA and 1.82 below CLIP-LoRA rank 1. Transfer from `shapes`,
 target average: zero-shot 43.59, AdaRing 36.05 +- 1.93, CoOp 32.86, MMA 32.52, CLIP-LoRA 26.41.
+That AdaRing was the branch rings (`sites=branch`, now `adaring_b24`).
+
+The update-ring default (2026-12-05, experiments/suite_update_rings.md):
+
+    python -m experiments.suite --parts=base2novel,transfer,generalization,front \
+        --methods=adaring,mma --front=clip_lora_r1 --rates=clip_lora:0.03
+
+114 runs; average base-to-novel HM AdaRing (5,172) 64.79 +- 0.44, CLIP-LoRA rank 1 (5,760)
+63.80 +- 0.05, MMA (57,600) 65.85 +- 0.56.
 """
 
 from __future__ import annotations

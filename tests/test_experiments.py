@@ -160,7 +160,7 @@ def _suite(tmp_path, *extra):
 
 def test_suite_runs_tabulates_and_resumes(tmp_path):
     plan = _suite(tmp_path, "--plan")
-    assert "0 of 3 runs finished" in plan.stdout  # zero-shot, AdaRing 2+4, AdaRing rank 2
+    assert "0 of 3 runs finished" in plan.stdout  # zero-shot, AdaRing, AdaRing branch rank 2
     _suite(tmp_path)
     report = (tmp_path / "suite.md").read_text()
     assert "3 of 3 runs finished" in report
