@@ -84,3 +84,18 @@ def tiny():
     ids[:, 0] = 998
     ids[:, 1:4] = rng.integers(0, 900, (3, 3))
     return model, params, pixels, jnp.asarray(ids)
+
+
+# The files that take longest (a minute or more of a worker's time; docs/internals.md, "The
+# tests"), collected first: pytest-xdist hands out whole files in collection order, so the
+# long ones start early and the short ones fill the gaps at the end.
+LONGEST_FIRST = ("test_tools.py", "test_own_data.py", "test_experiments.py", "test_train.py",
+                 "test_caches.py", "test_benchmarks.py", "test_adapters.py",
+                 "test_job_errors.py", "test_ring_updates.py")
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        name = os.path.basename(str(item.path))
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+    items.sort(key=rank)  # stable: within a file, the written order

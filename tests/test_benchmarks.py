@@ -47,7 +47,6 @@ def test_pipeline_speed_runs_on_a_generated_folder(tmp_path):
     assert "1 threads:" in out.stdout and "2 threads:" in out.stdout
 
 
-
 def test_folder_listing_benchmark_runs(tmp_path):
     out = subprocess.run([sys.executable, "-m", "benchmarks.folder_listing", "--files=2000",
                           "--classes=20", "--repeats=1", f"--root={tmp_path}"], cwd=ROOT,

@@ -13,9 +13,6 @@ import pytest
 from adaring_jax import caches
 from conftest import ROOT
 
-# Module fixtures, built once: the tests of this file share one pytest-xdist worker.
-pytestmark = pytest.mark.xdist_group("caches")
-
 
 def test_where_the_caches_live():
     home = os.path.expanduser("~")

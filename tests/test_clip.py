@@ -12,8 +12,6 @@ import pytest
 from adaring_jax.models import clip, convert
 from conftest import FIXTURES
 
-# Module fixtures, built once: the tests of this file share one pytest-xdist worker.
-pytestmark = pytest.mark.xdist_group("clip")
 
 PARITY = ["clip_quickgelu_eos2", "clip_gelu_eos5"]
 

@@ -17,8 +17,6 @@ from adaring_jax import data
 from configs import base2novel
 from tests import coop_tree
 
-# Module fixtures, built once: the tests of this file share one pytest-xdist worker.
-pytestmark = pytest.mark.xdist_group("comparability")
 
 # CoOp trainers/zsclip.py CUSTOM_TEMPLATES (L13-29), by our preset names: the zero-shot row.
 COOP_TEMPLATES = {

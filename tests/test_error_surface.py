@@ -12,8 +12,6 @@ import pytest
 
 from conftest import FIXTURES, ROOT, run_module
 
-# Module fixtures, built once: the tests of this file share one pytest-xdist worker.
-pytestmark = pytest.mark.xdist_group("error_surface")
 
 CKPT = os.path.join(FIXTURES, "clip_quickgelu_eos2")
 IMAGE = os.path.join(ROOT, "docs", "shapes_grid.png")

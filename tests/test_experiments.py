@@ -13,8 +13,6 @@ import pytest
 from adaring_jax.data import open_split, presets
 from tests import coop_tree
 
-# Module fixtures, built once: the tests of this file share one pytest-xdist worker.
-pytestmark = pytest.mark.xdist_group("experiments")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -15,8 +15,6 @@ from adaring_jax.errors import UserError
 from adaring_jax.job import identity, runs, train
 from configs import fewshot
 
-# Module fixtures, built once: the tests of this file share one pytest-xdist worker.
-pytestmark = pytest.mark.xdist_group("identity")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Valid alternatives for fields whose values are names (anything else: a changed number, flag,

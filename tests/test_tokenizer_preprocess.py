@@ -11,8 +11,6 @@ from PIL import Image
 from adaring_jax.models import clip, convert, preprocess, tokenizer
 from conftest import FIXTURES
 
-# Module fixtures, built once: the tests of this file share one pytest-xdist worker.
-pytestmark = pytest.mark.xdist_group("tokenizer_preprocess")
 
 SRC = os.path.join(FIXTURES, "clip_quickgelu_eos2")
 

@@ -23,9 +23,6 @@ from configs import fewshot
 from conftest import DEFAULT_JOB, ROOT, run_module
 from numpy_clip import NumpyCLIP
 
-# Module fixtures, built once: the tests of this file share one pytest-xdist worker.
-pytestmark = pytest.mark.xdist_group("tools")
-
 
 def _write_split(run_dir, split, out_dir):
     """The run's evaluation images of `split` as PNG files, in evaluation order; labels."""

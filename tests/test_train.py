@@ -19,8 +19,6 @@ from adaring_jax.job import train
 from adaring_jax.job import workdir as workdir_module
 from configs import base2novel, fewshot
 
-# Module fixtures, built once: the tests of this file share one pytest-xdist worker.
-pytestmark = pytest.mark.xdist_group("train")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMOKE = "--config=configs/fewshot.py:smoke"
