@@ -24,7 +24,9 @@ Where: `$ADARING_CACHE_DIR`, else `$XDG_CACHE_HOME/adaring-jax` (default
 `~/.cache/adaring-jax`); JAX's own `$JAX_COMPILATION_CACHE_DIR` wins for the programs. Off:
 `ADARING_CACHE=0` for all, `ADARING_COMPILATION_CACHE=0`, `ADARING_ZEROSHOT_CACHE=0`,
 `ADARING_IMAGES_CACHE=0` or `ADARING_DIGESTS_CACHE=0` for one. A cache cannot change a result (a
-miss computes); deleting the folders is always safe.
+miss computes); deleting the folders is always safe. `ADARING_COMPILATION_CACHE_MIN_SECONDS`
+(default 0.2) is the least compile time of a program that is stored: the tests set 0, so that
+their many short commands compile no small program twice.
 """
 
 from __future__ import annotations
@@ -86,5 +88,12 @@ def enable_compilation_cache() -> str | None:
                             "ADARING_COMPILATION_CACHE=0 to silence this", where, e.strerror or e)
             return None
     jax.config.update("jax_compilation_cache_dir", where)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECONDS)
+    least = os.environ.get("ADARING_COMPILATION_CACHE_MIN_SECONDS", "")
+    try:
+        least = float(least) if least else MIN_COMPILE_SECONDS
+    except ValueError:
+        logging.warning("ADARING_COMPILATION_CACHE_MIN_SECONDS=%r is not a number; using %s",
+                        least, MIN_COMPILE_SECONDS)
+        least = MIN_COMPILE_SECONDS
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", least)
     return where

@@ -31,7 +31,8 @@ def test_where_the_caches_live():
 
 
 def _smoke(tmp_path, name, *flags, **env):
-    environ = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
+    environ = {k: v for k, v in os.environ.items()  # the product's cache settings
+               if k not in ("JAX_COMPILATION_CACHE_DIR", "ADARING_COMPILATION_CACHE_MIN_SECONDS")}
     environ.update(HF_HUB_OFFLINE="1", JAX_PLATFORMS="cpu", XDG_CACHE_HOME=str(tmp_path / "xdg"),
                    **env)
     out = subprocess.run([sys.executable, "-m", "adaring_jax.main",
