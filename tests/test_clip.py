@@ -12,7 +12,6 @@ import pytest
 from adaring_jax.models import clip, convert
 from conftest import FIXTURES
 
-
 PARITY = ["clip_quickgelu_eos2", "clip_gelu_eos5"]
 
 

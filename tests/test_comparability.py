@@ -17,7 +17,6 @@ from adaring_jax import data
 from configs import base2novel
 from tests import coop_tree
 
-
 # CoOp trainers/zsclip.py CUSTOM_TEMPLATES (L13-29), by our preset names: the zero-shot row.
 COOP_TEMPLATES = {
     "oxford_pets": "a photo of a {}, a type of pet.",

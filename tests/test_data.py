@@ -12,7 +12,6 @@ from adaring_jax import data
 from adaring_jax.data import pipeline, presets
 from adaring_jax.models import preprocess
 
-
 SUITE = ["imagenet", "caltech101", "oxford_pets", "stanford_cars", "oxford_flowers", "food101",
          "fgvc_aircraft", "sun397", "dtd", "eurosat", "ucf101", "imagenetv2", "imagenet_sketch",
          "imagenet_a", "imagenet_r"]

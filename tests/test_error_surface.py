@@ -12,7 +12,6 @@ import pytest
 
 from conftest import FIXTURES, ROOT, run_module
 
-
 CKPT = os.path.join(FIXTURES, "clip_quickgelu_eos2")
 IMAGE = os.path.join(ROOT, "docs", "shapes_grid.png")
 

@@ -15,7 +15,6 @@ from adaring_jax.errors import UserError
 from adaring_jax.job import identity, runs, train
 from configs import fewshot
 
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Valid alternatives for fields whose values are names (anything else: a changed number, flag,
 # or an invalid name, which validation refuses naming the field just as well).

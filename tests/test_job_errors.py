@@ -20,7 +20,6 @@ from adaring_jax.data import images
 from tests import coop_tree
 from tests.test_train import ROOT, SMOKE, _env, _main
 
-
 INFO_LINE = re.compile(r"^[IW]\d{4} ", re.M)  # absl's INFO/WARNING prefix
 
 

@@ -11,7 +11,6 @@ from PIL import Image
 from adaring_jax.models import clip, convert, preprocess, tokenizer
 from conftest import FIXTURES
 
-
 SRC = os.path.join(FIXTURES, "clip_quickgelu_eos2")
 
 
