@@ -262,9 +262,10 @@ def front(averages: dict) -> tuple[list[str], str]:
     on_front = {k for k, (p, hm) in points.items()  # nothing as small is as good
                 if not any(q <= p and h >= hm and (q, h) != (p, hm)
                            for j, (q, h) in points.items() if j != k)}
-    lines = ["| variant | trainable params | average HM | on the front |", "|---|---|---|---|"]
+    lines = ["| variant | trainable params | average HM (mean +- std over seeds) | on the front |",
+             "|---|---|---|---|"]
     for k, (p, hm) in sorted(points.items(), key=lambda kv: kv[1][0]):
-        lines.append(f"| {VARIANTS[k].label} | {p:,} | {hm:.2f} | "
+        lines.append(f"| {VARIANTS[k].label} | {p:,} | {_cell(averages[k][1])} | "
                      f"{'yes' if k in on_front else 'no'} |")
     claim = "The front is not measured yet."
     ring = {k: v for k, v in points.items() if VARIANTS[k].method == "adaring"}
