@@ -6,6 +6,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+import opt_einsum
 import pytest
 from jax.test_util import check_grads
 
@@ -115,3 +116,23 @@ def test_zero_first_core_gives_zero_tensor_with_nonzero_gradient():
 def test_factorize(n, max_mode, want):
     got = tr.factorize(n, max_mode)
     assert got == want and math.prod(got) == n
+
+
+def _search(shapes, optimize):
+    ins, out = tr._ring_subscripts(len(shapes))
+    return opt_einsum.contract_path(",".join(ins) + "->" + out, *shapes, shapes=True,
+                                    optimize=optimize)
+
+
+def test_ring_paths_are_the_exhaustive_searchs_or_as_cheap():
+    """Up to EXHAUSTIVE_UP_TO cores (every ring of the embedded model) the path is the
+    exhaustive search's own, so no measured result moves; ViT-B/16's 8-core q+k+v+o rings
+    (12 layers, 4 sites, 768 = 12*8*8 on each side) get a path of the same flop count."""
+    small = ((6, 12, 6), (6, 4, 6), (6, 12, 6), (6, 8, 6), (6, 8, 6), (6, 12, 6), (6, 8, 6))
+    assert tr.ring_path(small) == tuple(tuple(p) for p in _search(small, "optimal")[0])
+    for width in (768, 512):  # the vision and the text tower
+        modes = (12, 4, *tr.factorize(width, 16), *tr.factorize(width, 16))
+        ring = tuple((6, n, 6) for n in modes)
+        assert len(ring) > tr.EXHAUSTIVE_UP_TO
+        chosen = _search(ring, [tuple(p) for p in tr.ring_path(ring)])[1]
+        assert chosen.opt_cost == _search(ring, "optimal")[1].opt_cost

@@ -351,10 +351,9 @@ def update_weights(params: base.Params, spec: Spec) -> list[dict]:
     return out
 
 
-def _updates(params: base.Params, spec: Spec, gates: dict, tower: str) -> dict:
-    """{site: clip.Update} of one tower: the update banks' factors, gate-scaled per layer
-    (dense: the gated sum of dW; lowrank: A concatenated, B gate-scaled)."""
-    banks = update_weights(params, spec)
+def _updates(banks: list[dict], spec: Spec, gates: dict, tower: str) -> dict:
+    """{site: clip.Update} of one tower from the update banks' factors (`update_weights`),
+    gate-scaled per layer (dense: the gated sum of dW; lowrank: A concatenated, B gate-scaled)."""
     mix = [gates[tower][:, b, None, None] for b in spec.update_banks()]
     sites: dict[str, list] = {}
     for g, bank in zip(mix, banks):
@@ -375,9 +374,11 @@ def layer_adapters(params: base.Params, spec: Spec) -> dict:
     gates = gate_values(params, spec)
     branch = spec.branch_banks()
     banks = bank_weights(params, spec) if branch else []
+    # Materialized once for both towers: tracing the rings is most of a step's lowering.
+    update_banks = update_weights(params, spec) if spec.update_banks() else []
     out = {}
     for t in base.TOWERS:
-        updates = _updates(params, spec, gates, t) if spec.update_banks() else {}
+        updates = _updates(update_banks, spec, gates, t) if update_banks else {}
         if not branch:
             out[t] = clip.LayerAdapters(layers=spec.layers, updates=updates)
             continue
