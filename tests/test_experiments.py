@@ -40,15 +40,28 @@ def _sweep(tmp_path, *extra):
     return out.stdout
 
 
-def test_sweep_runs_resumes_and_tabulates(tmp_path):
+@pytest.fixture(scope="module")
+def interrupted_sweep(tmp_path_factory):
+    """The sweep stopped after 1 of its 2 jobs: (its tmp dir, its output, the finished jobs'
+    results.json mtimes). The tests below resume it and list what is left."""
+    tmp_path = tmp_path_factory.mktemp("sweep")
     coop_tree.make(str(tmp_path / "data"), ["imagenet", "fgvc_aircraft"])
+    first = _sweep(tmp_path, "--max_jobs=1")
     runs = tmp_path / "runs" / "adaring"
-    first = _sweep(tmp_path, "--max_jobs=1")  # interrupted: 1 of the 2 jobs
-    assert "stopping after 1 jobs" in first
-    done = sorted(p.relative_to(runs).parent for p in runs.glob("*/seed*/results.json"))
-    assert [str(p) for p in done] == ["imagenet/seed1"]
-    stamps = {p: os.stat(runs / p / "results.json").st_mtime_ns for p in done}
+    stamps = {p.relative_to(runs).parent: p.stat().st_mtime_ns
+              for p in runs.glob("*/seed*/results.json")}
+    return tmp_path, first, stamps
 
+
+def test_sweep_stops_after_max_jobs(interrupted_sweep):
+    _, first, stamps = interrupted_sweep
+    assert "stopping after 1 jobs" in first
+    assert [str(p) for p in sorted(stamps)] == ["imagenet/seed1"]
+
+
+def test_sweep_resumes_and_tabulates(interrupted_sweep):
+    tmp_path, _, stamps = interrupted_sweep
+    runs = tmp_path / "runs" / "adaring"
     second = _sweep(tmp_path)
     assert second.count("skip ") == 1 and second.count("run ") == 1
     assert "run fgvc_aircraft seed 1" in second
@@ -62,6 +75,9 @@ def test_sweep_runs_resumes_and_tabulates(tmp_path):
     assert "| **mean** |" in table
     assert "| MMA | 83.20 | 76.80 | 79.87 | 674,560 |" in table
 
+
+def test_sweep_lists_the_commands_of_unfinished_jobs(interrupted_sweep):
+    tmp_path, _, _ = interrupted_sweep
     listing = _sweep(tmp_path, "--print_commands", "--seeds=3")
     assert listing.count("adaring_jax.main") == 2 and "seed=3" in listing
 

@@ -53,14 +53,18 @@ def _readme_own_data_commands():
     return [shlex.split(line) for line in block.strip().splitlines()]
 
 
-def _run_readme(tmp_path, dataset):
-    """The README's three commands, with its paths replaced by the test's."""
+def _run_readme(tmp_path, dataset, modules=("adaring_jax.main", "adaring_jax.predict",
+                                              "adaring_jax.export")):
+    """The README's three commands (those of `modules`), with its paths replaced by the
+    test's."""
     subs = {"folder:my_images": dataset, "runs/my_images_export": str(tmp_path / "export"),
             "runs/my_images": str(tmp_path / "run"), "new_images/": str(tmp_path / "new"),
             "predictions.csv": str(tmp_path / "predictions.csv")}
     out = []
     for argv in _readme_own_data_commands():
         assert argv[:2] == ["python", "-m"], argv
+        if argv[2] not in modules:
+            continue
         argv = [next((a.replace(k, v) for k, v in subs.items() if k in a), a) for a in argv]
         out.append(run_module(argv[2], *argv[3:]))
     return out
@@ -91,10 +95,19 @@ def _new_images(tmp_path):
     return new
 
 
-def test_a_folder_goes_through_adapt_predict_export(tmp_path):
+@pytest.fixture(scope="module")
+def folder_run(tmp_path_factory):
+    """The README's adapt command as written on a generated folder: (its tmp dir, the
+    folder). The README's predict and export commands read the run (one test each)."""
+    tmp_path = tmp_path_factory.mktemp("own_folder")
     data = make_folder(str(tmp_path / "my images"))
     _new_images(tmp_path)
-    _run_readme(tmp_path, f"folder:{data}")
+    _run_readme(tmp_path, f"folder:{data}", modules=("adaring_jax.main",))
+    return tmp_path, data
+
+
+def test_a_folder_is_adapted_by_the_readme_command(folder_run):
+    tmp_path, data = folder_run
     run = tmp_path / "run"
     results = json.load(open(run / "results.json"))
     assert set(results["adapted"]) == {"test"}
@@ -105,6 +118,11 @@ def test_a_folder_goes_through_adapt_predict_export(tmp_path):
     assert {len(split[s]) for s in ("train", "val", "test")} == {5 * 4, 2 * 4, 3 * 4}
     assert any("nested" in row[0] for row in split["train"] + split["val"] + split["test"])
     assert not any(name.endswith(".json") for name in os.listdir(data))  # nothing written there
+
+
+def test_the_readme_predicts_and_exports_a_folder_run(folder_run):
+    tmp_path, data = folder_run
+    _run_readme(tmp_path, f"folder:{data}", modules=("adaring_jax.predict", "adaring_jax.export"))
     rows = open(tmp_path / "predictions.csv").read().splitlines()
     assert rows[0].startswith("file,class_1,p_1") and len(rows) == 5
     assert os.path.exists(tmp_path / "export" / "adapters.safetensors")
@@ -112,14 +130,9 @@ def test_a_folder_goes_through_adapt_predict_export(tmp_path):
     assert config["method"] == "adaring"
 
 
-@pytest.mark.parametrize("form", ["premade", "csv", "tfds"])
-def test_split_folders_a_csv_list_and_tfds_go_through_adapt_predict_export(tmp_path, form,
-                                                                          monkeypatch):
-    if form == "tfds":  # the README's commands as written; TFDS's data dir from its env var
-        _tfds_dataset(tmp_path / "tfds")
-        monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
-        dataset = "tfds:own_toy_images"
-    elif form == "premade":
+@pytest.mark.parametrize("form", ["premade", "csv"])
+def test_split_folders_and_a_csv_list_go_through_adapt_predict_export(tmp_path, form):
+    if form == "premade":
         dataset = f"folder:{make_folder(str(tmp_path / 'pre'), per_class=12, premade=True)}"
     else:
         folder = make_folder(str(tmp_path / "imgs"), per_class=10)
@@ -132,30 +145,53 @@ def test_split_folders_a_csv_list_and_tfds_go_through_adapt_predict_export(tmp_p
                             rel = os.path.relpath(os.path.join(base, x), str(tmp_path))
                             f.write(f"{rel},{name}\n")
         dataset = f"list:{tmp_path / 'labels.csv'}"
-    if form == "tfds":  # a process of its own: TFDS finds the dataset through the env var
-        _new_images(tmp_path)
-        _run_readme(tmp_path, dataset)
-    else:
-        _adapt_predict_export(tmp_path, dataset)
+    _adapt_predict_export(tmp_path, dataset)
     results = json.load(open(tmp_path / "run" / "results.json"))
     assert set(results["adapted"]) == {"test"}
     assert len(open(tmp_path / "predictions.csv").read().splitlines()) == 5
     assert os.path.exists(tmp_path / "export" / "adapters.safetensors")
     split = [f for f in os.listdir(tmp_path / "run") if f.startswith("split_zhou_")]
-    assert len(split) == (0 if form == "tfds" else 1)  # a folder's split, in CoOp's format
-    if form == "tfds":
-        task = json.load(open(tmp_path / "run" / "task.json"))
-        assert task["classnames"] == ["red circle", "blue square", "green star", "Yellow Heart"]
-        # TFDS splits are part of the experiment: other splits are refused on the finished
-        # run (the data dir given as a config field this time, not the env var).
-        (argv,) = [a for a in _readme_own_data_commands() if a[2] == "adaring_jax.main"]
-        config = next(a for a in argv if a.startswith("--config=")).replace(
-            "folder:my_images", dataset)
-        err = run_module("adaring_jax.main", config, f"--workdir={tmp_path / 'run'}",
-                         f"--config.data.data_dir={tmp_path / 'tfds'}",
-                         "--config.data.tfds_splits=train=train[:50%],test=test",
-                         expect=2).stderr
-        assert "data.tfds_splits" in err and "Traceback" not in err, err
+    assert len(split) == 1  # a folder's split, in CoOp's format
+
+
+@pytest.fixture(scope="module")
+def tfds_run(tmp_path_factory):
+    """The README's adapt command as written on a locally built TFDS dataset, TFDS's data
+    dir from its env var: its tmp dir (the README's predict and export read the run)."""
+    tmp_path = tmp_path_factory.mktemp("own_tfds")
+    _tfds_dataset(tmp_path / "tfds")
+    _new_images(tmp_path)
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
+        _run_readme(tmp_path, "tfds:own_toy_images", modules=("adaring_jax.main",))
+    return tmp_path
+
+
+def test_a_tfds_dataset_is_adapted_by_the_readme_command(tfds_run):
+    tmp_path = tfds_run
+    results = json.load(open(tmp_path / "run" / "results.json"))
+    assert set(results["adapted"]) == {"test"}
+    assert not [f for f in os.listdir(tmp_path / "run") if f.startswith("split_zhou_")]
+    task = json.load(open(tmp_path / "run" / "task.json"))
+    assert task["classnames"] == ["red circle", "blue square", "green star", "Yellow Heart"]
+    # TFDS splits are part of the experiment: other splits are refused on the finished run
+    # (the data dir given as a config field this time, not the env var).
+    (argv,) = [a for a in _readme_own_data_commands() if a[2] == "adaring_jax.main"]
+    config = next(a for a in argv if a.startswith("--config=")).replace(
+        "folder:my_images", "tfds:own_toy_images")
+    err = run_module("adaring_jax.main", config, f"--workdir={tmp_path / 'run'}",
+                     f"--config.data.data_dir={tmp_path / 'tfds'}",
+                     "--config.data.tfds_splits=train=train[:50%],test=test", expect=2).stderr
+    assert "data.tfds_splits" in err and "Traceback" not in err, err
+
+
+def test_the_readme_predicts_and_exports_a_tfds_run(tfds_run, monkeypatch):
+    tmp_path = tfds_run
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
+    _run_readme(tmp_path, "tfds:own_toy_images",
+                modules=("adaring_jax.predict", "adaring_jax.export"))
+    assert len(open(tmp_path / "predictions.csv").read().splitlines()) == 5
+    assert os.path.exists(tmp_path / "export" / "adapters.safetensors")
 
 
 def test_premade_splits_a_csv_list_and_a_split_file_are_used_as_given(tmp_path):
@@ -187,16 +223,28 @@ def test_premade_splits_a_csv_list_and_a_split_file_are_used_as_given(tmp_path):
     assert coop.classnames == made.classnames and coop.rows == again.rows
 
 
-def test_a_recorded_split_reproduces_the_run(tmp_path):
+@pytest.fixture(scope="module")
+def recorded_run(tmp_path_factory):
+    """A smoke run of a generated folder: (its tmp dir, the folder, the run's arguments)."""
+    tmp_path = tmp_path_factory.mktemp("recorded")
     folder = make_folder(str(tmp_path / "data"), per_class=8)
     args = ["--config=configs/fewshot.py:smoke,protocol=fewshot,dataset=folder:" + folder]
     run_module("adaring_jax.main", *args, f"--workdir={tmp_path / 'a'}")
+    return tmp_path, folder, args
+
+
+def test_a_recorded_split_reproduces_the_run(recorded_run):
+    tmp_path, folder, args = recorded_run
     split = tmp_path / "a" / "split_zhou_data.json"
     run_module("adaring_jax.main", *args, f"--workdir={tmp_path / 'b'}",
                f"--config.data.split_file={split}")
     a, b = (json.load(open(tmp_path / r / "results.json")) for r in "ab")
     assert a["adapted"] == b["adapted"] and a["zeroshot"] == b["zeroshot"]
     assert json.load(open(tmp_path / "b" / "split_zhou_data.json")) == json.load(open(split))
+
+
+def test_changed_images_make_another_experiment_said_in_words(recorded_run):
+    tmp_path, folder, args = recorded_run
     # Images added to the folder make another experiment: the finished run is not replaced.
     Image.fromarray(_images(1)[0][0]).save(os.path.join(folder, CLASSES[0], "new.png"))
     before = {f: (tmp_path / "a" / f).read_bytes() for f in os.listdir(tmp_path / "a")
