@@ -5,8 +5,8 @@ r"""Few-shot adaptation of CLIP with AdaRing, MMA, or none (zero-shot).
          world's target domain with the shipped tiny CLIP, 16 shots of the 32 base classes,
          20 epochs, 12,800 + 12,800 test images; zero-shot base 25.23 / novel 25.89 / HM
          25.56, AdaRing (weight-update rings: attention rank 6 + MLP rank 3, every block)
-         46.93 / 46.23 / 46.58 with 5,172 trainable parameters (seed 1, an AVX-512 Xeon,
-         2026-12-04; XLA's float sums differ between CPUs, expect about +-1 HM)
+         46.94 / 46.12 / 46.53 with 5,172 trainable parameters (seed 1, an AVX-512 AMD
+         EPYC, 2026-12-05; XLA's float sums differ between CPUs, expect about +-1 HM)
     python -m adaring_jax.main --config=configs/fewshot.py:sites=branch --workdir=runs/branch
       -> the earlier default, rings of MMA's bottleneck branch (ranks 2+4, blocks 2-6)
     python -m adaring_jax.main --config=configs/fewshot.py --config.data.class_bucket=False \

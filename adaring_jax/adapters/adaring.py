@@ -339,33 +339,38 @@ def _block_diag(blocks: jax.Array) -> jax.Array:
     return jnp.einsum("kl,knij->nkilj", eye, blocks).reshape(n, k * h, k * h)
 
 
-def update_weights(params: base.Params, spec: Spec) -> list[dict]:
-    """Per update bank, per tower: {site: factors} materialized from its rings."""
+def update_weights(params: base.Params, spec: Spec, gates: dict | None = None) -> list[dict]:
+    """Per update bank, per tower: {site: factors} materialized from its rings; with `gates`
+    (`gate_values`), each bank's dW (dense) or B (lowrank) scaled per layer by its gate."""
     out = []
     for b in spec.update_banks():
         bank = {t: {} for t in base.TOWERS}
         for t, name, g, io, _ in _update_groups(spec, b):
             bank[t].update(ru.materialize(params[f"bank_{b}"][t][name], g, io, spec.update_form,
-                                          spec.update_rank))
+                                          spec.update_rank,
+                                          None if gates is None else gates[t][:, b]))
         out.append(bank)
     return out
 
 
-def _updates(banks: list[dict], spec: Spec, gates: dict, tower: str) -> dict:
-    """{site: clip.Update} of one tower from the update banks' factors (`update_weights`),
-    gate-scaled per layer (dense: the gated sum of dW; lowrank: A concatenated, B gate-scaled)."""
-    mix = [gates[tower][:, b, None, None] for b in spec.update_banks()]
+def _updates(banks: list[dict], spec: Spec, tower: str) -> dict:
+    """{site: clip.Update} of one tower from the gated update banks' factors
+    (`update_weights` with gates): dense, the sum of the banks' dW of a site; lowrank, A
+    and B concatenated along the rank."""
     sites: dict[str, list] = {}
-    for g, bank in zip(mix, banks):
+    for bank in banks:
         for site, factors in bank[tower].items():
-            sites.setdefault(site, []).append((g, factors))
+            sites.setdefault(site, []).append(factors)
     out = {}
     for site, entries in sites.items():
         if spec.update_form == "dense":
-            out[site] = clip.Update((sum(g * f[0] for g, f in entries),))
+            w = entries[0][0]
+            for f in entries[1:]:
+                w = w + f[0]
+            out[site] = clip.Update((w,))
         else:
-            out[site] = clip.Update((jnp.concatenate([f[0] for _, f in entries], axis=-1),
-                                     jnp.concatenate([g * f[1] for g, f in entries], axis=1)))
+            out[site] = clip.Update((jnp.concatenate([f[0] for f in entries], axis=-1),
+                                     jnp.concatenate([f[1] for f in entries], axis=1)))
     return out
 
 
@@ -375,10 +380,10 @@ def layer_adapters(params: base.Params, spec: Spec) -> dict:
     branch = spec.branch_banks()
     banks = bank_weights(params, spec) if branch else []
     # Materialized once for both towers: tracing the rings is most of a step's lowering.
-    update_banks = update_weights(params, spec) if spec.update_banks() else []
+    update_banks = update_weights(params, spec, gates) if spec.update_banks() else []
     out = {}
     for t in base.TOWERS:
-        updates = _updates(update_banks, spec, gates, t) if update_banks else {}
+        updates = _updates(update_banks, spec, t) if update_banks else {}
         if not branch:
             out[t] = clip.LayerAdapters(layers=spec.layers, updates=updates)
             continue

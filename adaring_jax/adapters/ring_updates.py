@@ -74,13 +74,19 @@ def init_group(rng: np.random.Generator, modes: dict, bonds, io: tuple[int, int]
 
 
 def materialize(node: dict, group: tuple[str, ...], io: tuple[int, int], form: str,
-                rank: int) -> dict[str, tuple[jax.Array, ...]]:
-    """{site: factors} of one group: (dW,) with dW (N, I, O), or (A, B)."""
+                rank: int, layer_scale: jax.Array | None = None) -> dict[str, tuple[jax.Array, ...]]:
+    """{site: factors} of one group: (dW,) with dW (N, I, O), or (A, B). `layer_scale` (N,)
+    scales layer l's update (dW or B) through the ring's layer core, whose slice l is the only
+    layer-specific part: the same product as scaling the (N, I, O) stack, at the cost of an
+    (r, N, r) multiply."""
     i, o = io
     s = len(group)
 
     def full(name, shape):
-        t = tr.tr_full(node[name]["cores"])
+        cores = node[name]["cores"]
+        if layer_scale is not None and name in ("w", "b"):
+            cores = [cores[0] * layer_scale[None, :, None], *cores[1:]]
+        t = tr.tr_full(cores)
         t = t.reshape(t.shape[0], s, *shape)  # (N, S, ...) also when S = 1
         return [t[:, j] for j in range(s)]
 

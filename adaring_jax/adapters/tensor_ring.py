@@ -10,7 +10,7 @@ optionally splits I and O into small modes (768 = 12*8*8), and stores the result
 first core carries the layer mode: `Z_1[:, l, :]` is layer l's slice, `Z_2..Z_d` are shared by
 all layers.
 
-Contents: `tr_full` (one `jnp.einsum` over all cores, in the order of `ring_path`),
+Contents: `tr_full` (neighbouring cores merged pairwise in the order of `ring_plan`),
 `tr_layer_weights` (all N layers' matrices at once), `tr_svd` (sequential SVDs with a ring split,
 to ranks or to a relative error), `tr_num_params`, `tr_pad` (zero-padding to given ranks), `factorize` (mode splitting), `tr_init`
 (random cores whose full tensor has a given std, whatever the ranks).
@@ -20,13 +20,11 @@ from __future__ import annotations
 
 import functools
 import math
-import string
 from typing import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import opt_einsum
 
 Cores = Sequence[jax.Array]
 
@@ -51,41 +49,65 @@ def _check_ring(cores: Cores):
                              f"r_k+1) with r_k+1 = {nxt.shape[0]} (next core's first rank)")
 
 
-def _ring_subscripts(d: int) -> tuple[list[str], str]:
-    """Einsum subscripts for a d-core ring: bond letters a.., mode letters from the upper case."""
-    if d > 26:
-        raise ValueError(f"rings of order {d} > 26 are not supported")
-    bonds, modes = string.ascii_lowercase, string.ascii_uppercase
-    ins = [bonds[k] + modes[k] + bonds[(k + 1) % d] for k in range(d)]
-    return ins, modes[:d]
-
-
-# opt_einsum's exhaustive search ("optimal") is exact but factorial in the number of cores:
-# milliseconds up to 6 cores, 0.08 s at 7, 1.2 s at 8 (ViT-B/16's q+k+v+o ring: 12 layers x 4
-# sites x 3 + 3 width modes), and a step traces several rings. Its dynamic-programming search
-# ("dp") finds paths of the same flop count (checked for ViT-B/32, B/16 and L/14 in
-# tests/test_tensor_ring.py) in milliseconds. Rings up to EXHAUSTIVE_UP_TO cores (every ring of
-# the embedded model, so every measured result) keep the exhaustive search's paths.
-EXHAUSTIVE_UP_TO = 7
-
-
 @functools.lru_cache(maxsize=None)
-def ring_path(shapes: tuple[tuple[int, ...], ...]) -> tuple[tuple[int, int], ...]:
-    """The pairwise contraction order of a ring of cores of these shapes, searched once per
-    process per shape signature (tracing a step materializes each ring more than once)."""
-    ins, out = _ring_subscripts(len(shapes))
-    search = "optimal" if len(shapes) <= EXHAUSTIVE_UP_TO else "dp"
-    path, _ = opt_einsum.contract_path(",".join(ins) + "->" + out, *shapes, shapes=True,
-                                       optimize=search)
-    return tuple(tuple(p) for p in path)
+def ring_plan(shapes: tuple[tuple[int, ...], ...]) -> tuple[dict, int]:
+    """How `tr_full` contracts a ring of cores of these shapes: runs of neighbouring cores are
+    merged pairwise, a run (r_i, n_i...n_j, r_j+1) kept as a 3-way tensor, and the ring is
+    closed by contracting the run [0, m] with [m+1, d-1] over both bonds. Returns ({(i, j):
+    (multiply-adds, split k of [i, j] into [i, k] + [k+1, j])}, m), the splits the cheapest
+    (dynamic programming over runs; searched once per process per shape signature).
+
+    Merging only neighbours keeps every intermediate a (bond, modes, bond) matrix stack: each
+    step is one plain product, with no transpose of a many-way tensor, which is what XLA spent
+    its compile time on in a general einsum path (the two cost the same flops on every ring
+    of B/32, B/16 and L/14: tests/test_tensor_ring.py)."""
+    d = len(shapes)
+    r = [s[0] for s in shapes]
+    n = [s[1] for s in shapes]
+    size = lambda i, j: math.prod(n[i:j + 1])  # noqa: E731
+    best = {(i, i): (0, None) for i in range(d)}
+    for length in range(2, d + 1):
+        for i in range(d - length + 1):
+            j = i + length - 1
+            best[(i, j)] = min(
+                (best[(i, k)][0] + best[(k + 1, j)][0]
+                 + r[i] * size(i, k) * r[k + 1] * size(k + 1, j) * r[(j + 1) % d], k)
+                for k in range(i, j))
+    close = min((best[(0, m)][0] + best[(m + 1, d - 1)][0]
+                 + r[0] * size(0, m) * r[m + 1] * size(m + 1, d - 1), m) for m in range(d - 1))
+    return best, close[1]
+
+
+def plan_cost(shapes: tuple[tuple[int, ...], ...]) -> int:
+    """Multiply-adds of `tr_full` on a ring of cores of these shapes (`ring_plan`)."""
+    best, m = ring_plan(shapes)
+    d, r = len(shapes), [s[0] for s in shapes]
+    outer = (r[0] * math.prod(s[1] for s in shapes[:m + 1]) * r[m + 1]
+             * math.prod(s[1] for s in shapes[m + 1:]))
+    return best[(0, m)][0] + best[(m + 1, d - 1)][0] + outer
+
+
+def _contract(cores, einsum, reshape):
+    """The full tensor of a ring by `ring_plan`, with the array functions given (jax or
+    numpy)."""
+    shapes = tuple(tuple(int(n) for n in z.shape) for z in cores)
+    best, m = ring_plan(shapes)
+
+    def run(i, j):
+        if i == j:
+            return cores[i]
+        k = best[(i, j)][1]
+        a, b = run(i, k), run(k + 1, j)
+        return reshape(einsum("apb,bqc->apqc", a, b), (a.shape[0], -1, b.shape[2]))
+
+    full = einsum("apb,bqa->pq", run(0, m), run(m + 1, len(cores) - 1))
+    return reshape(full, [s[1] for s in shapes])
 
 
 def tr_full(cores: Cores, precision=jax.lax.Precision.HIGHEST) -> jax.Array:
-    """The full tensor (n_1, ..., n_d) of a ring: one einsum in the order of `ring_path`."""
+    """The full tensor (n_1, ..., n_d) of a ring, contracted as `ring_plan` says."""
     _check_ring(cores)
-    ins, out = _ring_subscripts(len(cores))
-    path = list(ring_path(tuple(tuple(int(n) for n in z.shape) for z in cores)))
-    return jnp.einsum(",".join(ins) + "->" + out, *cores, optimize=path, precision=precision)
+    return _contract(cores, functools.partial(jnp.einsum, precision=precision), jnp.reshape)
 
 
 def tr_layer_weights(cores: Cores, in_modes: Sequence[int], out_modes: Sequence[int],
@@ -94,8 +116,7 @@ def tr_layer_weights(cores: Cores, in_modes: Sequence[int], out_modes: Sequence[
 
     cores[0] is (r_1, N, r_2), the layer-specific slices; cores[1:] cover in_modes then
     out_modes (I = prod(in_modes), O = prod(out_modes)), shared by all layers.
-    Returns (N, I, O). The contraction is one einsum; opt_einsum contracts the shared cores
-    first and the layer core last, so its cost is about N * I * O * r_1 * r_2.
+    Returns (N, I, O), contracted by `tr_full`.
     """
     modes = (*in_modes, *out_modes)
     if tuple(z.shape[1] for z in cores[1:]) != tuple(modes):
@@ -254,9 +275,6 @@ def relative_error(cores: Cores, x) -> float:
     """|tr_full(cores) - x|_F / |x|_F, the ring contracted in float64 numpy (no program to
     compile per ring shape; compress measures every rank it tries)."""
     _check_ring(cores)
-    ins, out = _ring_subscripts(len(cores))
-    path = ring_path(tuple(tuple(int(n) for n in z.shape) for z in cores))
-    full = np.einsum(",".join(ins) + "->" + out, *(np.asarray(c, np.float64) for c in cores),
-                     optimize=["einsum_path", *path])
+    full = _contract([np.asarray(c, np.float64) for c in cores], np.einsum, np.reshape)
     x = np.asarray(x, np.float64)
     return float(np.linalg.norm(full - x) / np.linalg.norm(x))

@@ -189,20 +189,52 @@ def _dropped(x: Array, rate: float, key: Array | None) -> Array:
 
 
 class _Updated:
-    """The updates of one block, applied to its projections' outputs (see `Update`)."""
+    """The updates of one block (see `Update`). A dense update without dropout in a float32
+    block is folded into its projection's kernel (`Projection`: one product x (W + dW), as
+    in full fine-tuning, instead of x W + x dW: the same sum up to float rounding, half the
+    forward products and one fewer in the backward pass); the rest are added to the
+    projections' outputs. In bfloat16 the separate product keeps a small dW from being
+    rounded into W."""
 
-    def __init__(self, updates: dict, dropout: float, key: Array | None):
-        self.updates, self.dropout, self.key = updates, dropout, key
+    def __init__(self, updates: dict, dropout: float, key: Array | None, dtype):
+        fold = jnp.dtype(dtype) == jnp.float32 and (key is None or dropout <= 0)
+        self.kernels = {s: u.scale * u.factors[0] for s, u in updates.items()
+                        if fold and len(u.factors) == 1}
+        self.updates = {s: u for s, u in updates.items() if s not in self.kernels}
+        self.dropout, self.key = dropout, key
+
+    def kernel(self, site: str) -> Array | None:
+        """The update folded into `site`'s kernel, or None."""
+        return self.kernels.get(site)
 
     def __call__(self, sites: tuple[str, ...], x: Array, outputs: tuple, salt: int):
-        """`outputs` of the projections `sites`, all reading `x`, plus their updates; one
-        dropout mask for x (`salt` tells the inputs of a block apart)."""
+        """`outputs` of the projections `sites`, all reading `x`, plus their unfolded
+        updates; one dropout mask for x (`salt` tells the inputs of a block apart)."""
         if not any(s in self.updates for s in sites):
             return outputs
         key = self.key if self.key is None or salt == 0 else jax.random.fold_in(self.key, salt)
         xd = _dropped(x, self.dropout, key)
         return tuple(y + update_delta(self.updates[s], xd) if s in self.updates else y
                      for s, y in zip(sites, outputs))
+
+
+class Projection(nn.Module):
+    """`nn.Dense` with bias (the same parameters, initialization and product), whose kernel
+    can take an update before the product: x (W + dW) + b."""
+    features: int
+    dtype: Any = jnp.float32
+    kernel_init: Any = nn.initializers.lecun_normal()
+
+    @nn.compact
+    def __call__(self, x: Array, update: Array | None = None) -> Array:
+        kernel = self.param("kernel", self.kernel_init, (x.shape[-1], self.features),
+                            jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
+        if update is not None:
+            kernel = kernel + update
+        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+        y = jax.lax.dot_general(x, kernel, (((x.ndim - 1,), (0,)), ((), ())))
+        return y + jnp.reshape(bias, (1,) * (y.ndim - 1) + (-1,))
 
 
 class Attention(nn.Module):
@@ -214,23 +246,21 @@ class Attention(nn.Module):
     heads_major: bool = False  # `heads_major_attention` instead of jax's (CLIPConfig.unrolled)
 
     @nn.compact
-    def __call__(self, x: Array, causal: bool, updated: _Updated | None = None) -> Array:
+    def __call__(self, x: Array, causal: bool, updated: _Updated) -> Array:
         head_dim = self.width // self.heads
         in_std = self.width ** -0.5 * (2 * self.depth) ** -0.5
         split = lambda t: t.reshape(*t.shape[:-1], self.heads, head_dim)
-        proj = lambda name, std: nn.Dense(self.width, dtype=self.dtype, kernel_init=_normal(std),
-                                          name=name)
-        q, k, v = (proj(f"{n}_proj", in_std)(x) for n in "qkv")
-        if updated is not None:
-            q, k, v = updated(("q", "k", "v"), x, (q, k, v), 0)
+        proj = lambda name, std: Projection(self.width, self.dtype, _normal(std),  # noqa: E731
+                                            name=f"{name}_proj")
+        q, k, v = (proj(n, in_std)(x, updated.kernel(n)) for n in "qkv")
+        q, k, v = updated(("q", "k", "v"), x, (q, k, v), 0)
         q, k, v = split(q), split(k), split(v)
         # (B, T, heads, head_dim); scaled by head_dim**-0.5 as in CLIP. On GPU, XLA or cuDNN.
         out = (heads_major_attention(q, k, v, causal) if self.heads_major
                else jax.nn.dot_product_attention(q, k, v, is_causal=causal))
         out = out.reshape(*out.shape[:-2], self.width)
-        y = proj("out_proj", self.width ** -0.5)(out)
-        if updated is not None:
-            (y,) = updated(("o",), out, (y,), 1)
+        y = proj("out", self.width ** -0.5)(out, updated.kernel("o"))
+        (y,) = updated(("o",), out, (y,), 1)
         return y
 
 
@@ -242,16 +272,15 @@ class MLP(nn.Module):
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x: Array, updated: _Updated | None = None) -> Array:
-        h = nn.Dense(self.mlp_dim, dtype=self.dtype, kernel_init=_normal((2 * self.width) ** -0.5),
-                     name="fc1")(x)
-        if updated is not None:
-            (h,) = updated(("fc1",), x, (h,), 2)
+    def __call__(self, x: Array, updated: _Updated) -> Array:
+        h = Projection(self.mlp_dim, self.dtype, _normal((2 * self.width) ** -0.5),
+                       name="fc1")(x, updated.kernel("fc1"))
+        (h,) = updated(("fc1",), x, (h,), 2)
         h = ACTIVATIONS[self.act](h)
         in_std = self.width ** -0.5 * (2 * self.depth) ** -0.5
-        y = nn.Dense(self.width, dtype=self.dtype, kernel_init=_normal(in_std), name="fc2")(h)
-        if updated is not None:
-            (y,) = updated(("fc2",), h, (y,), 3)
+        y = Projection(self.width, self.dtype, _normal(in_std), name="fc2")(
+            h, updated.kernel("fc2"))
+        (y,) = updated(("fc2",), h, (y,), 3)
         return y
 
 
@@ -270,7 +299,7 @@ class ResidualBlock(nn.Module):
         ln = lambda name: nn.LayerNorm(epsilon=c.layer_norm_eps, dtype=self.dtype, name=name)
         u = ln("layer_norm1")(x)
         kernels, biases, scale, updates, key = adapter if adapter is not None else ((),) * 5
-        updated = _Updated(updates, self.dropout, key) if updates else None
+        updated = _Updated(updates or {}, self.dropout, key, self.dtype)
         y = x + Attention(c.width, c.heads, c.layers, self.dtype, self.heads_major,
                           name="self_attn")(u, self.causal, updated)
         y = y + MLP(c.width, c.mlp_dim, c.act, c.layers, self.dtype, name="mlp")(
