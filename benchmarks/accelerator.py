@@ -133,6 +133,7 @@ def child_steps(smoke: bool, out: str, compile_only: bool = False) -> None:
                 try:
                     p = train_step.prepare(c, batch, classes, 10, cached=True)
                     row["compile_s"] = p["compile_s"]
+                    row["attention"] = _attention_used(compute)
                     if not compile_only:
                         row["step_s"] = _median_seconds(lambda: train_step.run_once(p),
                                                         s["repeats"])
@@ -146,6 +147,19 @@ def child_steps(smoke: bool, out: str, compile_only: bool = False) -> None:
                     row["error"] = f"{type(e).__name__}: {str(e)[:300]}"
                 rows.append(row)
                 _dump(out, rows)
+
+
+def _attention_used(compute_dtype: str) -> str:
+    """Which attention the steps of this dtype traced so far run (`models/attention.py`)."""
+    from adaring_jax.models import attention
+    probed = {shape: ok for (shape, dtype, _, impl), ok in attention.PROBED.items()
+              if dtype == compute_dtype and impl == attention.FUSED}
+    if not probed:
+        return "XLA"
+    if all(probed.values()):
+        return f"{attention.FUSED} fused"
+    return "; ".join(f"{'x'.join(map(str, s))}: {attention.FUSED if ok else 'XLA'}"
+                     for s, ok in probed.items())
 
 
 def child_torch(smoke: bool, out: str) -> None:
@@ -329,6 +343,9 @@ def print_steps(rows, torch_rows, ceiling, settings) -> None:
             cells.append(f"{r['step_s'] * 1e3:.2f} | {tf:.1f}{_share(ceiling, compute, tf)} | "
                          f"{r['compile_s']:.1f}")
         label = f"ours, {method}, {dtype}" + (f" (= {compute})" if dtype == "auto" else "")
+        used = {r.get("attention") for r in rows
+                if (r["method"], r["dtype"]) == (method, dtype) and r.get("attention")}
+        label += f", attention: {', '.join(sorted(used))}" if used else ""
         print(f"| {label} | " + " | ".join(cells) + " |")
     if isinstance(torch_rows, list):
         for tokens in TORCH_TOKENS:

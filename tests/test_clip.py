@@ -82,17 +82,6 @@ def _random_adapters(rng, layers, width, hidden=8, scale=0.5):
     return clip.LayerAdapters(kernels, biases, scale, layers=tuple(layers))
 
 
-@pytest.mark.parametrize("causal", [False, True])
-def test_heads_major_attention_is_jax_attention(causal):
-    """The unrolled model's attention (model.fast_step) is jax's, up to float rounding."""
-    rng = np.random.default_rng(3)
-    q, k, v = (jnp.asarray(rng.standard_normal((2, 7, 4, 8)), jnp.float32) for _ in range(3))
-    want = jax.nn.dot_product_attention(q, k, v, is_causal=causal)
-    got = clip.heads_major_attention(q, k, v, causal)
-    assert got.shape == want.shape
-    np.testing.assert_allclose(got, want, atol=2e-6, rtol=0)
-
-
 def test_unrolled_model_has_the_same_parameters_and_features(tiny):
     model, params, pixels, ids = tiny
     unrolled = clip.CLIP(dataclasses.replace(model.config, unrolled=True))

@@ -35,6 +35,8 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from adaring_jax.models import attention
+
 Array = jax.Array
 Params = dict[str, Any]
 
@@ -163,23 +165,6 @@ def _normal(std: float):
     return nn.initializers.normal(stddev=std)
 
 
-def heads_major_attention(q: Array, k: Array, v: Array, causal: bool) -> Array:
-    """Softmax attention of (B, T, heads, head_dim) arrays, as `jax.nn.dot_product_attention`
-    computes it (f32 logits scaled by head_dim**-0.5, masked with a large negative number,
-    f32 softmax), but with the values multiplied heads-major: (B, heads, T, S) @ (B, heads,
-    S, head_dim). XLA's CPU dot then needs no transposed copy of the probabilities. The
-    result differs from jax's in the last bits: a dot's rounding follows its shapes and
-    layouts."""
-    logits = jnp.einsum("BTNH,BSNH->BNTS", q, k, preferred_element_type=jnp.float32)
-    logits = logits * jnp.asarray(q.shape[-1] ** -0.5, logits.dtype)
-    if causal:
-        t, s = logits.shape[-2:]
-        big = jnp.asarray(-0.7 * float(jnp.finfo(logits.dtype).max), logits.dtype)
-        logits = jnp.where(jnp.tril(jnp.ones((t, s), bool)), logits, big)
-    probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
-    return jnp.swapaxes(probs @ jnp.swapaxes(v, 1, 2), 1, 2)
-
-
 def _dropped(x: Array, rate: float, key: Array | None) -> Array:
     """Inverted dropout of x with `rate` when a key is given (training), else x."""
     if key is None or rate <= 0:
@@ -243,7 +228,7 @@ class Attention(nn.Module):
     heads: int
     depth: int  # tower depth, for the initialization scale
     dtype: Any = jnp.float32
-    heads_major: bool = False  # `heads_major_attention` instead of jax's (CLIPConfig.unrolled)
+    heads_major: bool = False  # `attention.heads_major` off GPU (CLIPConfig.unrolled)
 
     @nn.compact
     def __call__(self, x: Array, causal: bool, updated: _Updated) -> Array:
@@ -255,9 +240,8 @@ class Attention(nn.Module):
         q, k, v = (proj(n, in_std)(x, updated.kernel(n)) for n in "qkv")
         q, k, v = updated(("q", "k", "v"), x, (q, k, v), 0)
         q, k, v = split(q), split(k), split(v)
-        # (B, T, heads, head_dim); scaled by head_dim**-0.5 as in CLIP. On GPU, XLA or cuDNN.
-        out = (heads_major_attention(q, k, v, causal) if self.heads_major
-               else jax.nn.dot_product_attention(q, k, v, is_causal=causal))
+        # (B, T, heads, head_dim); scaled by head_dim**-0.5 as in CLIP.
+        out = attention.attend(q, k, v, causal, self.heads_major)
         out = out.reshape(*out.shape[:-2], self.width)
         y = proj("out", self.width ** -0.5)(out, updated.kernel("o"))
         (y,) = updated(("o",), out, (y,), 1)

@@ -69,10 +69,11 @@ class CLIPConfig:
     # memory for the large towers (L/14-336) at the cost of one more forward of the blocks.
     remat: bool = False
     # Run the layers as straight-line code (the layer scan unrolled) and attention
-    # heads-major (`clip.heads_major_attention`). The same arithmetic, grouped so that XLA
-    # fuses across layers and copies less: on 2 CPU cores a train step is 1.2x (ViT-B/16) to
-    # 1.4x (the embedded tower) faster, but float sums round differently, so a trained run's
-    # digits are not those of the default. Training only: `model.fast_step`.
+    # heads-major (`attention.heads_major`) where cuDNN's fused attention does not run. The
+    # same arithmetic, grouped so that XLA fuses across layers and copies less: on 2 CPU cores
+    # a train step is 1.2x (ViT-B/16) to 1.4x (the embedded tower) faster, but float sums
+    # round differently, so a trained run's digits are not those of the default. Training
+    # only: `model.fast_step`.
     unrolled: bool = False
 
     def __post_init__(self):
