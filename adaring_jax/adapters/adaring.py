@@ -454,8 +454,13 @@ def _update_diversity(params: base.Params, spec: Spec) -> jax.Array:
     """For update banks: the mean squared cosine between two banks' updates of the same site
     and layer, over pairs, sites, layers and towers. For a linear map this is the squared
     cosine of the banks' outputs on unit Gaussian inputs (E<dW1 u, dW2 u> = <dW1, dW2>_F), so
-    it measures functions, as the branch's CKA does. Banks of disjoint sites: 0. A zero
-    update (the start) counts as orthogonal to everything."""
+    it measures functions, as the branch's CKA does. Banks of disjoint sites: 0, with no
+    ring materialized for it (the default's attention and MLP banks). A zero update (the
+    start) counts as orthogonal to everything."""
+    indices = spec.update_banks()
+    if not any(set(spec.sites_of(i)) & set(spec.sites_of(j))
+               for n, i in enumerate(indices) for j in indices[n + 1:]):
+        return jnp.zeros(())
     banks = update_weights(params, spec)
     terms = []
     for t in base.TOWERS:
