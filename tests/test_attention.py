@@ -43,17 +43,16 @@ def test_the_fused_path_is_taken_when_its_probe_passes_even_inside_a_trace(monke
     probes it while `jax.jit` traces, takes it, and computes jax's attention."""
     monkeypatch.setattr(attention, "FUSED", "xla")
     monkeypatch.setattr(attention, "_fused_wanted", lambda dtype: True)
-    attention.fused_ok.cache_clear()
+    monkeypatch.setattr(attention, "PROBED", {})
     q, k, v = _qkv((3, 9, 2, 8), jnp.bfloat16, seed=5)
     got = jax.jit(lambda q, k, v: attention.attend(q, k, v, False, True))(q, k, v)
-    assert attention.fused_ok.cache_info().currsize == 1  # probed once, during the trace
+    assert len(attention.PROBED) == 1  # probed once, during the trace
     assert attention.fused_ok((9, 2, 8), "bfloat16", False, "xla") is True
     np.testing.assert_array_equal(got, jax.nn.dot_product_attention(q, k, v))
     one = tuple(a[:, :1] for a in (q, k, v))  # e.g. the towers' parameter-init trace
     np.testing.assert_array_equal(attention.attend(*one, False, True),
                                   attention.heads_major(*one, False))
-    assert attention.fused_ok.cache_info().currsize == 1  # not probed
-    attention.fused_ok.cache_clear()
+    assert len(attention.PROBED) == 1  # not probed
 
 
 def test_fused_attention_is_wanted_on_a_gpu_in_half_precision_unless_turned_off(monkeypatch):
@@ -72,6 +71,5 @@ def test_a_probe_that_disagrees_with_xla_is_refused(monkeypatch):
         return real(*a, is_causal=False if implementation == "wrong" else is_causal,
                     implementation=None if implementation == "wrong" else implementation)
     monkeypatch.setattr(jax.nn, "dot_product_attention", unmasked)
-    attention.fused_ok.cache_clear()
+    monkeypatch.setattr(attention, "PROBED", {})
     assert attention.fused_ok((9, 4, 8), "bfloat16", True, "wrong") is False
-    attention.fused_ok.cache_clear()

@@ -15,7 +15,6 @@ causal mask), which differ in the last bits only:
 
 from __future__ import annotations
 
-import functools
 import os
 
 import jax
@@ -30,7 +29,8 @@ _PROBE_BATCH = 2  # cuDNN's support does not depend on the batch; the probe stay
 # Fewer tokens than this stay with XLA: nothing to fuse, and `Encoder`'s one-token trace of
 # its parameter initialization (under jax.vmap) then never meets the fused kernel.
 MIN_FUSED_TOKENS = 8
-PROBED: dict[tuple, bool] = {}  # (T, heads, head_dim), dtype name, causal, implementation -> ok
+# fused_ok's answers: ((T, heads, head_dim), dtype name, causal, implementation) -> ok
+PROBED: dict[tuple, bool] = {}
 
 
 def heads_major(q: Array, k: Array, v: Array, causal: bool) -> Array:
@@ -63,12 +63,14 @@ def _forward_backward(implementation: str | None, causal: bool):
     return jax.jit(run)
 
 
-@functools.lru_cache(maxsize=None)
 def fused_ok(shape: tuple, dtype_name: str, causal: bool, implementation: str) -> bool:
     """Whether `implementation` computes attention of (T, heads, head_dim) `shape` in
     `dtype_name` here: its forward and backward pass compile, run, and agree with XLA's
     float32 ones within the dtype's rounding. Asked once per process and shape (the batch
     does not enter)."""
+    key = (shape, dtype_name, causal, implementation)
+    if key in PROBED:
+        return PROBED[key]
     probe = (_PROBE_BATCH, *shape)
     rng = np.random.default_rng(0)
     q, k, v, cot = (rng.standard_normal(probe).astype(np.float32) for _ in range(4))
@@ -85,7 +87,7 @@ def fused_ok(shape: tuple, dtype_name: str, causal: bool, implementation: str) -
         tolerance = 0.05 * max(1.0, max(float(np.abs(w).max()) for w in want))
         ok = all(g.shape == w.shape and np.isfinite(g).all()
                  and float(np.abs(g - w).max()) <= tolerance for g, w in zip(got, want))
-    PROBED[(shape, dtype_name, causal, implementation)] = ok
+    PROBED[key] = ok
     return ok
 
 
