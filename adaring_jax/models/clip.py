@@ -307,10 +307,17 @@ class Encoder(nn.Module):
         block = ResidualBlock(self.cfg, self.causal, self.dtype,
                               getattr(adapters, "dropout", 0.0), self.unrolled, parent=None)
         depth = self.cfg.layers
-        stacked = self.param(
-            "layers",
-            lambda rng: jax.vmap(lambda r: block.init(r, x[:1, :1])["params"])(
-                jax.random.split(rng, depth)))
+        if self.has_variable("params", "layers"):
+            # Given weights are read as they are: Flax's `param` would trace the stacked init
+            # below (every block's initializers) on each call only to compare shapes, a
+            # quarter of a ViT-B/16 train step's tracing. The weights' shapes are checked
+            # when they are loaded (`convert`) and by the products that read them.
+            stacked = self.get_variable("params", "layers")
+        else:
+            stacked = self.param(
+                "layers",
+                lambda rng: jax.vmap(lambda r: block.init(r, x[:1, :1])["params"])(
+                    jax.random.split(rng, depth)))
         stop = depth if stop is None else stop
         sliced = jax.tree.map(lambda p: p[start:stop], stacked)
         per_layer = None if adapters is None or not adapters.layers else _spread(adapters, start,
