@@ -59,16 +59,29 @@ def prepare(config, batch: int, classes: int, tokens: int, cached: bool) -> dict
         "mask": np.ones(batch, np.float32)}, mesh)
     step = optim.make_train_step(backbone.step_model(model, config), spec,
                                  config.loss.to_dict(), opt, schedule, mesh)
-    start = time.perf_counter()
-    compiled = step.lower(state, frozen, batch_arrays, prompts, text_ref).compile()
-    compile_s = time.perf_counter() - start
+    args = (frozen, batch_arrays, prompts, text_ref)
+    compiled, compile_s = _compile(step, state, args)
     mem = compiled.memory_analysis()
     peak = None if mem is None else (mem.temp_size_in_bytes + mem.argument_size_in_bytes
                                      + mem.output_size_in_bytes - mem.alias_size_in_bytes)
-    return {"compiled": compiled, "state": state, "args": (frozen, batch_arrays, prompts, text_ref),
+    return {"compiled": compiled, "step": step, "state": state, "args": args,
             "compile_s": compile_s, "xla_peak_gib": None if peak is None else peak / 2 ** 30,
             "prompt_tokens": int(padded.shape[1]), "trainable": adapters.count(spec),
             "batch": batch}
+
+
+def _compile(step, state, args):
+    """The step traced, lowered and compiled for these arguments, and the seconds that took."""
+    start = time.perf_counter()
+    compiled = step.lower(state, *args).compile()
+    return compiled, time.perf_counter() - start
+
+
+def recompile_seconds(p: dict) -> float:
+    """Seconds to trace, lower and compile a prepared step again from nothing: JAX's in-memory
+    caches are cleared first (the persistent cache is the caller's to turn off)."""
+    jax.clear_caches()
+    return _compile(p["step"], p["state"], p["args"])[1]
 
 
 def run_once(p: dict) -> float:

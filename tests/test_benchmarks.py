@@ -132,3 +132,19 @@ def test_accelerator_benchmark_times_a_run_cold_and_warm_at_smoke_size(tmp_path)
     assert "results equal: True" in stdout
     assert numbers["b2n"]["warm"]["first_step_seconds"] < numbers["b2n"]["cold"][
         "first_step_seconds"]  # the warm run's step came from the compile cache
+
+
+def test_compile_seconds_are_the_median_of_fresh_compiles(capsys):
+    import jax
+    from benchmarks import accelerator, train_step
+    calls = []
+    step = jax.jit(lambda s, a: (calls.append(1), s + a)[1])  # traced once per compile
+    p = {"step": step, "state": 1.0, "args": (2.0,)}
+    seconds = [train_step.recompile_seconds(p) for _ in range(2)]
+    assert len(calls) == 2 and all(s > 0 for s in seconds)  # traced again: caches cleared
+    rows = [{"method": m, "dtype": "auto", "batch": 8, "classes": 100, "compute_dtype": "float32",
+             "compile_s": s, "compile_runs": runs}
+            for m, s, runs in (("adaring", 10.0, [9.0, 10.0, 12.0]), ("mma", 8.0, [8.0, 7.0, 9.0]))]
+    accelerator.print_compile(rows, "vit_b16")
+    assert ("adaring 10.0 (median of 3: 9.0-12.0), mma 8.0 (median of 3: 7.0-9.0): 1.25x"
+            in capsys.readouterr().out)
