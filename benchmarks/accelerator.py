@@ -52,8 +52,8 @@ SECTIONS = ("ceiling", "steps", "b2n", "torch")
 CAPS = {"ceiling": 60, "steps": 240, "torch": 100, "compile": 300,  # seconds per section
         "make": 90, "cold": 170, "warm": 110}
 FULL = dict(arch="vit_b16", settings=[(128, 500), (16, 50)], dtypes=["auto", "bfloat16"],
-            repeats=10, compile_repeats=5, matmul=8192, classes=100, per=40, size=(500, 375), method="adaring",
-            overrides=[])
+            repeats=10, compile_repeats=5, matmul=8192, classes=100, per=40, size=(500, 375),
+            method="adaring", overrides=[])
 # Smoke: the same code at tiny size (one setting, the default dtype, a few images and steps;
 # the whole run trains mma, whose step compiles faster).
 SMOKE = dict(arch="tiny", settings=[(8, 16)], dtypes=["auto"], repeats=2, compile_repeats=2,
@@ -151,7 +151,7 @@ def child_steps(smoke: bool, out: str, compile_only: bool = False) -> None:
                     row["error"] = f"{type(e).__name__}: {str(e)[:300]}"
                 rows.append(row)
                 _dump(out, rows)
-        # Compile seconds move by +-0.5 s from one compile to the next on a shared 2-core
+        # Compile seconds move by 0.5-1 s from one compile to the next on a shared 2-core
         # machine: the methods compile again in turn, and each row reports the median.
         for _ in range(s["compile_repeats"] - 1 if compile_only else 0):
             for row, p in prepared:
